@@ -1,0 +1,43 @@
+# Everything a fresh machine needs: `make test` builds .venv and runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch and torchvision are pinned here (not in pyproject) to the builds that
+# install from this machine's disk; pyproject only states a compatible range.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint format bench install clean demo
+
+$(VENV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_PINS)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check qpcore plugins tests benchmarks examples
+	$(BIN)/ruff format --check qpcore plugins tests benchmarks examples
+
+format: $(STAMP)
+	$(BIN)/ruff format qpcore plugins tests benchmarks examples
+	$(BIN)/ruff check --fix qpcore plugins tests benchmarks examples
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+demo: $(STAMP)
+	@echo "The main job (qp train on the embedded default) arrives with the trainer;"
+	@echo "until then, this shows the run it will perform:"
+	$(BIN)/qp config show
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m qpcore`` is ``qp``."""
+
+from qpcore.cli import main
+
+main()

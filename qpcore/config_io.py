@@ -1,0 +1,169 @@
+"""Reading config files and ``--set`` overrides, keeping line numbers for errors.
+
+A config error is only useful if it points at the line to fix, so files are parsed
+into plain data *and* a map from each key's dotted path to its line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qpcore.config import Path_, RunConfig, resolve_config
+from qpcore.errors import ConfigError, ConfigFileError, ConfigIssue
+from qpcore.registry import Registry, default_registry
+
+DEFAULT_CONFIG = "run.yaml"
+
+
+def default_config_text() -> str:
+    """The packaged config ``qp train`` uses when given none."""
+    return resources.files("qpcore.defaults").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+
+
+def parse_config_text(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int]]:
+    """Parse YAML (JSON is YAML too) into data plus a ``path -> line`` map."""
+    if not text.strip():
+        raise ConfigFileError(f"{source}: the file is empty; a config is a mapping of keys")
+    try:
+        data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigFileError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigFileError(f"{source}{where}: invalid YAML: {problem}") from exc
+    if data is None:
+        raise ConfigFileError(f"{source}: the file holds no settings (only comments?)")
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            f"{source}: a config must be a mapping of keys, not a {type(data).__name__}"
+        )
+    return data, _line_map(text)
+
+
+def _line_map(text: str) -> dict[Path_, int]:
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[Path_, int] = {}
+
+    def visit(node: yaml.Node, path: Path_) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                visit(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, i)] = item.start_mark.line + 1
+                visit(item, (*path, i))
+
+    if root is not None:
+        visit(root, ())
+    return lines
+
+
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[Path_, int]]:
+    """Read and parse a YAML or JSON config file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigFileError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ConfigFileError(f"{path}: is a folder, not a config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_config_text(text, str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides; values are parsed as YAML scalars.
+
+    ``scheduler.patience=3`` on ``scheduler: reduce_on_plateau`` expands the bare
+    name to ``{name: reduce_on_plateau, patience: 3}``; a numeric part indexes a list.
+    """
+    issues: list[ConfigIssue] = []
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            issues.append(ConfigIssue("--set", f"{text!r} is not of the form dotted.key=value"))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        problem = _set_path(data, key.strip().split("."), value)
+        if problem:
+            issues.append(ConfigIssue(key.strip(), f"--set: {problem}"))
+    if issues:
+        raise ConfigError(issues, "--set")
+    return data
+
+
+def _set_path(node: Any, parts: list[str], value: Any) -> str | None:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return f"{part!r} is not an index of this list (length {len(node)})"
+            if last:
+                node[int(part)] = value
+                return None
+            if isinstance(node[int(part)], str):
+                node[int(part)] = {"name": node[int(part)]}
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            return f"cannot set {part!r} inside a {type(node).__name__}"
+        if last:
+            node[part] = value
+            return None
+        child = node.get(part)
+        if isinstance(child, str):  # a bare component name gains params
+            node[part] = {"name": child}
+        elif not isinstance(child, (dict, list)):
+            node[part] = {}
+        node = node[part]
+    return None
+
+
+def load_run_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    registry: Registry | None = None,
+    strict: bool = True,
+) -> RunConfig:
+    """Load a config file (or the packaged default), apply overrides, validate.
+
+    Raises:
+        ConfigFileError: The file is missing, empty or not valid YAML/JSON.
+        ConfigError: Every structural and parameter problem, with paths and lines.
+        PluginError: A broken plugin or a name provided twice.
+    """
+    if path is None:
+        source = f"packaged default ({DEFAULT_CONFIG})"
+        data, lines = parse_config_text(default_config_text(), source)
+    else:
+        source = str(path)
+        data, lines = read_config_file(path)
+    overrides = list(overrides)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return resolve_config(data, registry or default_registry(), source, lines, strict)
+
+
+def dump_yaml(cfg: RunConfig | Mapping[str, Any]) -> str:
+    """The config as YAML, keys in declaration order."""
+    data = cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Packaged default configs (data files, read with importlib.resources)."""

@@ -1,0 +1,68 @@
+"""Errors a user can act on.
+
+Every error that reaches the CLI derives from :class:`QPError` and carries a message
+written for the person at the terminal; the CLI prints it and exits with code 2
+instead of showing a traceback (unless ``--traceback`` or ``QP_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class QPError(Exception):
+    """Base of every user-facing error; ``str(err)`` is the whole message."""
+
+    exit_code = 2
+
+
+class ConfigError(QPError):
+    """A config that cannot run, with every problem found, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str | None = None) -> None:
+        self.issues = issues
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = f" in {self.source}" if self.source else ""
+        noun = "error" if len(self.issues) == 1 else "errors"
+        lines = [f"{len(self.issues)} config {noun}{where}:"]
+        lines += ["  " + str(issue).replace("\n", "\n    ") for issue in self.issues]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem at one dotted path, with the file line when it is known."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        path = self.path or "(top level)"
+        return f"{where}{path}: {self.message}"
+
+
+class ConfigFileError(QPError):
+    """A config file that cannot be read or parsed (missing, empty, bad syntax)."""
+
+
+class PluginError(QPError):
+    """Plugins that cannot be used: a broken import or a name offered twice."""
+
+
+class UnknownComponentError(QPError):
+    """A name that no installed plugin provides."""
+
+
+__all__ = [
+    "ConfigError",
+    "ConfigFileError",
+    "ConfigIssue",
+    "PluginError",
+    "QPError",
+    "UnknownComponentError",
+]

@@ -1,0 +1,94 @@
+"""The example third-party plugin, installed for real with pip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from qpcore.registry import Registry
+from qpcore.testing import assert_loss_conforms
+
+QP = str(Path(sys.executable).parent / "qp")
+EXAMPLE = REPO / "examples" / "qp-plugin-example"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-install the example into its own target folder (the venv stays clean)."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+        env={"PIP_NO_INDEX": "1", "TMPDIR": str(build), "PATH": "/usr/bin:/bin"},
+    )
+    assert list(target.glob("qp_plugin_example-0.1.0.dist-info"))
+    return target
+
+
+def test_listed_with_its_distribution(installed: Path, on_path: Callable[[Path], None]) -> None:
+    on_path(installed)
+    out = subprocess.run(
+        [QP, "plugins", "--kind", "loss", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    (row,) = [r for r in json.loads(out) if r["name"] == "log_cosh"]
+    assert row["distribution"] == "qp-plugin-example"
+    assert row["version"] == "0.1.0"
+    assert row["plugin"] == "qp_plugin_example"
+    assert row["status"] == "ok"
+
+
+def test_picked_by_name_and_params_validated(
+    installed: Path, components_dir: Path, on_path: Callable[[Path], None], tmp_path: Path
+) -> None:
+    on_path(installed)
+    on_path(components_dir)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "data: test_rows\nmodel: {backbone: test_features}\nloss: {name: log_cosh, scale: 4}\n"
+    )
+    ok = subprocess.run([QP, "config", "show", str(config)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "loss:\n  name: log_cosh\n  scale: 4.0\n" in ok.stdout
+    bad = subprocess.run(
+        [QP, "config", "validate", str(config), "--set", "loss.scale=0"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert "line 3: loss.scale: Input should be greater than 0" in bad.stderr
+    typo = subprocess.run(
+        [QP, "config", "validate", str(config), "--set", "loss.name=log_cos"],
+        capture_output=True,
+        text=True,
+    )
+    assert "Unknown loss 'log_cos'. Did you mean 'log_cosh'?" in typo.stderr
+
+
+def test_conforms_and_computes_log_cosh(installed: Path, on_path: Callable[[Path], None]) -> None:
+    on_path(installed)
+    spec = Registry.from_entrypoints(disabled=set()).get("loss", "log_cosh")
+    assert_loss_conforms(spec)
+    loss = spec.factory(spec.params(scale=2.0))
+    pred, target = torch.tensor([0.5, 0.1]), torch.tensor([0.2, 0.9])
+    expected = torch.log(torch.cosh(2.0 * (pred - target))).mean() / 4.0
+    assert loss(pred, target).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -1,0 +1,199 @@
+"""The plugin manager and registry: provenance, conflicts, suggestions, broken plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import make_distribution
+
+from qpcore import LossSpec, Params, PluginError, UnknownComponentError, hookimpl
+from qpcore.manager import PluginInfo, PluginManager, disabled_names
+from qpcore.registry import Registry
+
+FOCAL_PLUGIN = """
+import torch
+from qpcore import LossSpec, hookimpl
+
+@hookimpl
+def qp_register_losses():
+    return [LossSpec("focal", torch.nn.MSELoss, summary="A second focal.")]
+"""
+
+BROKEN_PLUGIN = """
+import timm_that_is_not_installed
+"""
+
+
+def test_builtins_come_from_entry_points_with_provenance() -> None:
+    registry = Registry.from_entrypoints(disabled=set())
+    entry = next(e for e in registry.entries("optimizer") if e.spec.name == "adam")
+    assert entry.plugin.name == "qp_optimizers"
+    assert entry.plugin.distribution == "qpcore"
+    assert entry.plugin.version == "0.1.0"
+    assert registry.names("scheduler") == ["cosine", "onecycle", "reduce_on_plateau", "step"]
+    assert {"focal", "ranking", "combined", "mse"} <= set(registry.names("loss"))
+    assert registry.problems() == []
+
+
+def test_unknown_name_suggests_the_closest_and_lists_all() -> None:
+    registry = Registry.from_entrypoints(disabled=set())
+    with pytest.raises(UnknownComponentError) as err:
+        registry.get("loss", "focall", at="loss.name")
+    message = str(err.value)
+    assert message.startswith("Unknown loss 'focall' (at loss.name). Did you mean 'focal'?")
+    assert "Available losses: combined, focal, huber, mae, mse" in message
+    assert message.endswith("See: qp plugins --kind loss")
+
+
+def test_unknown_name_of_an_empty_kind_says_none_installed() -> None:
+    registry = Registry.from_entrypoints(disabled=set())
+    with pytest.raises(UnknownComponentError, match="No evaluators are installed"):
+        registry.get("evaluator", "regression")
+
+
+def test_duplicate_name_names_both_providers(
+    tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    on_path(
+        make_distribution(
+            tmp_path,
+            "qp-extra",
+            "2.3.1",
+            {"qp_extra_losses": FOCAL_PLUGIN},
+            {"qp_extra_losses": "qp_extra_losses"},
+        )
+    )
+    registry = Registry.from_entrypoints(disabled=set())
+    problems = "\n".join(registry.problems())
+    assert "Duplicate loss 'focal' provided by:" in problems
+    assert "  - qpcore 0.1.0 (qp_losses)" in problems
+    assert "  - qp-extra 2.3.1 (qp_extra_losses)" in problems
+    with pytest.raises(PluginError, match="Duplicate loss 'focal'"):
+        registry.get("loss", "focal")
+    with pytest.raises(PluginError):
+        registry.ensure_usable()
+    # Never last-wins: both entries are shown, both marked as a conflict.
+    both = [e for e in registry.entries("loss") if e.spec.name == "focal"]
+    assert [e.conflict for e in both] == [True, True]
+
+
+def test_disabling_one_provider_resolves_the_conflict(
+    tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    on_path(
+        make_distribution(
+            tmp_path,
+            "qp-extra",
+            "2.3.1",
+            {"qp_extra_losses": FOCAL_PLUGIN},
+            {"qp_extra_losses": "qp_extra_losses"},
+        )
+    )
+    registry = Registry.from_entrypoints(disabled={"qp-extra"})
+    assert registry.problems() == []
+    assert registry.get("loss", "focal").summary != "A second focal."
+    disabled = [p for p in registry.plugins if p.distribution == "qp-extra"]
+    assert [p.status for p in disabled] == ["disabled"]
+
+
+def test_broken_plugin_is_reported_with_its_distribution(
+    tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    on_path(
+        make_distribution(
+            tmp_path, "qp-broken", "0.3", {"qp_broken": BROKEN_PLUGIN}, {"qp_broken": "qp_broken"}
+        )
+    )
+    registry = Registry.from_entrypoints(disabled=set())
+    broken = [p for p in registry.plugins if p.status == "broken"]
+    assert [(p.name, p.distribution, p.version) for p in broken] == [
+        ("qp_broken", "qp-broken", "0.3")
+    ]
+    (message,) = registry.problems()
+    assert message == (
+        "Error loading plugin qp_broken from qp-broken 0.3:\n"
+        "  ModuleNotFoundError: No module named 'timm_that_is_not_installed'. "
+        "Fix it or set QP_DISABLE_PLUGINS=qp-broken"
+    )
+    # The healthy plugins are still all there.
+    assert "adam" in registry.names("optimizer")
+    with pytest.raises(PluginError, match="Error loading plugin qp_broken"):
+        registry.ensure_usable()
+
+
+def test_disabled_names_parse_commas_and_spaces() -> None:
+    env = {"QP_DISABLE_PLUGINS": "qp-extra, qp_losses  other"}
+    assert disabled_names(env) == {"qp-extra", "qp_losses", "other"}
+    assert disabled_names({}) == set()
+
+
+def test_builtin_can_be_disabled_by_entry_point_name() -> None:
+    registry = Registry.from_entrypoints(disabled={"qp_losses"})
+    assert registry.names("loss") == []
+    assert registry.names("optimizer") == ["adam", "adamw", "sgd"]
+
+
+class _Misspelt:
+    @hookimpl
+    def qp_register_loss(self) -> list[LossSpec]:  # missing the "es"
+        return []
+
+
+class _Raises:
+    @hookimpl
+    def qp_register_losses(self) -> list[LossSpec]:
+        raise RuntimeError("cannot build the list")
+
+
+class _WrongRecord:
+    @hookimpl
+    def qp_register_losses(self) -> list[object]:
+        return ["mse"]
+
+
+class _Good:
+    @hookimpl
+    def qp_register_losses(self) -> list[LossSpec]:
+        return [LossSpec("good_loss", lambda p: None, summary="fine")]
+
+
+def _manual_registry(*plugins: object) -> Registry:
+    manager = PluginManager(disabled=set())
+    for i, plugin in enumerate(plugins):
+        manager.register(
+            plugin, PluginInfo(name=f"p{i}", module=f"mod{i}", distribution="d", version="1")
+        )
+    return Registry(manager)
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error"),
+    [
+        (_Misspelt(), "ValueError: implements unknown hook(s) qp_register_loss"),
+        (_Raises(), "RuntimeError: cannot build the list"),
+        (_WrongRecord(), "TypeError: qp_register_losses returned str, expected LossSpec records"),
+    ],
+)
+def test_malformed_plugins_are_broken_not_fatal(plugin: object, error: str) -> None:
+    registry = _manual_registry(plugin, _Good())
+    statuses = {p.name: (p.status, p.error) for p in registry.plugins}
+    assert statuses["p0"] == ("broken", error)
+    assert statuses["p1"] == ("ok", None)
+    assert registry.names("loss") == ["good_loss"]
+
+
+def test_spec_records_reject_bad_names_and_params() -> None:
+    with pytest.raises(ValueError, match=r"must match \[a-z\]"):
+        LossSpec("Focal", lambda p: None)
+    with pytest.raises(TypeError, match=r"subclass of qpcore\.Params"):
+        LossSpec("focal", lambda p: None, params=dict)  # type: ignore[arg-type]
+
+    class NotScheduler(Params):
+        x: int = 1
+
+    from qpcore import SchedulerSpec
+
+    with pytest.raises(TypeError, match="SchedulerParams"):
+        SchedulerSpec("sched", lambda *a: None, params=NotScheduler)
