@@ -13,7 +13,8 @@ $(VENV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(VENV)
+# Plugin packages are listed at install time (editable), so a new one reinstalls.
+$(STAMP): pyproject.toml $(wildcard plugins/*/__init__.py) | $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_PINS)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)

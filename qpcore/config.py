@@ -308,17 +308,17 @@ def resolve_config(
     # so a bad epoch count and a misspelt loss are reported together.
     components = iter_components(cfg.model_dump() if cfg else data)
     for path, kind, value in components:
-        if (
-            not strict
-            and isinstance(value, Mapping)
-            and value.get("name") not in registry.names(kind)
-        ):
+        name = value.get("name") if isinstance(value, Mapping) else value
+        if not strict and name not in registry.names(kind):
             continue
         ref = _resolve_component(value, path, kind, registry, issues)
         if ref is not None and cfg is not None:
             _assign(cfg, path, ref)
     if issues:
-        raise ConfigError([_with_line(i, lines) for i in issues], source)
+        located = [_with_line(issue, lines) for issue in issues]
+        # File order reads best; issues without a line (from --set) come last.
+        located.sort(key=lambda i: (i.line is None, i.line or 0))
+        raise ConfigError(located, source)
     assert cfg is not None
     return cfg
 

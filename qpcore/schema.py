@@ -6,7 +6,7 @@ a choice between the bare names and one object schema per installed component.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import create_model
 from pydantic.json_schema import models_json_schema
@@ -21,8 +21,6 @@ KIND_MARK = "x-qp-kind"
 
 
 def _named_model(kind: Kind, name: str, params: type[Params]) -> type[Params]:
-    from typing import Literal
-
     title = f"{kind}.{name}"
     model: type[Params] = create_model(  # type: ignore[call-overload]
         title.replace(".", "__"),

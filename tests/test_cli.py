@@ -91,8 +91,8 @@ def test_validate_errors_exit_2_without_traceback(tmp_path: Path, registry: obje
     assert code == 2 and out == ""
     assert err.splitlines() == [
         f"Error: 2 config errors in {path}:",
-        "  trainer.epochs: Input should be greater than or equal to 1",
         "  line 3: loss.margin: Input should be greater than or equal to 0",
+        "  trainer.epochs: Input should be greater than or equal to 1",
     ]
     assert "Traceback" not in err
 
