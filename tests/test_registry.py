@@ -197,3 +197,12 @@ def test_spec_records_reject_bad_names_and_params() -> None:
 
     with pytest.raises(TypeError, match="SchedulerParams"):
         SchedulerSpec("sched", lambda *a: None, params=NotScheduler)
+
+
+def test_testing_fixture_honours_the_disable_variable(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setenv("QP_DISABLE_PLUGINS", "qp_schedulers")
+    registry: Registry = request.getfixturevalue("qp_registry")
+    assert registry.names("scheduler") == []
+    assert "adam" in registry.names("optimizer")

@@ -17,9 +17,9 @@ from qpcore.schedulers import ScheduledLR, build_scheduler
 pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
 
 
-@pytest.fixture(scope="module")
-def builtins() -> Registry:
-    return Registry.from_entrypoints(disabled=set())
+@pytest.fixture
+def builtins(qp_registry: Registry) -> Registry:
+    return qp_registry  # the fixture qpcore.testing offers plugin authors
 
 
 def make_optimizer(builtins: Registry, name: str = "sgd", **options: Any) -> torch.optim.Optimizer:
