@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{goal} {'met' if met else 'MISSED'}"
         )
     print(f"\nall targets met: {'yes' if all_met else 'no'}")
-    return 0
+    return 0 if all_met else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from qpcore.errors import (
     UnknownComponentError,
 )
 from qpcore.hookspecs import hookimpl
-from qpcore.params import NoParams, Params
+from qpcore.params import NoParams, Params, SchedulerParams
 from qpcore.specs import (
     BackboneSpec,
     DatasetSpec,
@@ -39,6 +39,7 @@ __all__ = [
     "Params",
     "PluginError",
     "QPError",
+    "SchedulerParams",
     "SchedulerSpec",
     "UnknownComponentError",
     "__version__",

@@ -15,19 +15,20 @@ from typing import Any
 import click
 
 from qpcore import __version__
-from qpcore.config import unresolved_components
 from qpcore.config_io import dump_yaml, load_run_config
 from qpcore.errors import QPError
 from qpcore.registry import Registry, default_registry
 from qpcore.schema import config_schema
 from qpcore.specs import KINDS
+from qpcore.validate import unresolved_components
 
 DEBUG_ENV = "QP_DEBUG"
 
 
 def _debug(ctx: click.Context) -> bool:
     root = ctx.find_root()
-    return bool(root.params.get("traceback")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    flag = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return bool(root.params.get("traceback")) or flag not in ("", "0", "false", "no", "off")
 
 
 class QPGroup(click.Group):
@@ -48,12 +49,17 @@ class QPGroup(click.Group):
             ctx.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # `qp plugins | head` closed our stdout: not an error of ours. Point
+            # stdout at devnull so the interpreter's final flush stays quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as exc:
             if _debug(ctx):
                 raise
             click.echo(
                 f"Internal error: {type(exc).__name__}: {exc}\n"
-                f"Run again with --traceback (or {DEBUG_ENV}=1) for the full trace.",
+                f"Run again as `qp --traceback ...` (or with {DEBUG_ENV}=1) for the full trace.",
                 err=True,
             )
             ctx.exit(1)
@@ -149,6 +155,9 @@ def plugins(ctx: click.Context, kind: str | None, as_json: bool) -> None:
         click.echo(_table(rows, columns))
     else:
         click.echo(f"No {kind or ''} components installed.".replace("  ", " "))
+    for name in registry.manager.unmatched_disabled():
+        message = f"Warning: QP_DISABLE_PLUGINS names {name!r}, which matches no plugin."
+        click.echo(message, err=True)
     problems = registry.problems()
     if problems:
         click.echo("\n".join(problems), err=True)
@@ -207,7 +216,10 @@ def schema(out: Path | None) -> None:
     if out is None:
         click.echo(text)
     else:
-        out.write_text(text + "\n", encoding="utf-8")
+        try:
+            out.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise QPError(f"{out}: cannot write: {exc.strerror}") from exc
         click.echo(f"Wrote {out}", err=True)
 
 

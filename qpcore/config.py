@@ -1,34 +1,30 @@
-"""The run config: its structure, and its two-phase validation.
+"""The run config's structure: every section, and where components sit in it.
 
-Phase 1 checks the structure with no plugin imported (types, ranges, unknown keys).
-Phase 2 looks every component up by name and validates its params with the
-component's own model. Both phases collect every problem before reporting, so one
-run of ``qp config validate`` shows everything that is wrong.
+This module imports no plugin: it is phase 1 of validation (types, ranges,
+unknown keys). Phase 2, which looks components up by name, is
+:mod:`qpcore.validate`.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from qpcore.epoch_metrics import MetricName, check_metric_name
-from qpcore.errors import ConfigError, ConfigIssue, QPError
+from qpcore.epoch_metrics import MetricName
+from qpcore.errors import QPError
 from qpcore.params import Params
-from qpcore.registry import Registry
-from qpcore.specs import NAME_PATTERN, Kind, SchedulerSpec
+from qpcore.specs import NAME_PATTERN, Kind
 
-_STRICT = ConfigDict(extra="forbid")
+#: Marks a field holding a component; the JSON schema and slot list read it.
+KIND_MARK = "x-qp-kind"
+
+# Numbers given where a string is expected (`--set output.name=2024`) are meant
+# as text; NaN/inf are never meaningful settings.
+_STRICT = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
 
 
 class ComponentRef(BaseModel):
@@ -46,7 +42,11 @@ class ComponentRef(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, ComponentRef | Mapping):
+            return value
+        raise ValueError("expected a component name, or a mapping with 'name' and its params")
 
     @field_validator("name")
     @classmethod
@@ -62,7 +62,7 @@ class ComponentRef(BaseModel):
 
     @property
     def params(self) -> Params:
-        """The validated params; only after :func:`resolve_config`."""
+        """The validated params; only after :func:`qpcore.validate.resolve_config`."""
         if self._params is None:
             raise QPError(f"component {self.name!r} has not been resolved against plugins")
         return self._params
@@ -71,7 +71,7 @@ class ComponentRef(BaseModel):
 def component(kind: Kind, default: Any, description: str) -> Any:
     """A config field holding a component of ``kind`` (marked for the schema)."""
     factory = (lambda: list(default)) if isinstance(default, list) else None
-    extra = {"x-qp-kind": kind}
+    extra = {KIND_MARK: kind}
     if factory is not None:
         return Field(default_factory=factory, description=description, json_schema_extra=extra)
     # validate_default turns a default written as a bare name into a ComponentRef.
@@ -186,18 +186,28 @@ class RunConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-#: Where components sit in a config: (path, kind); ``*`` is every list item.
-COMPONENT_SLOTS: tuple[tuple[tuple[str, ...], Kind], ...] = (
-    (("data",), "dataset"),
-    (("model", "backbone"), "backbone"),
-    (("loss",), "loss"),
-    (("optimizer",), "optimizer"),
-    (("scheduler",), "scheduler"),
-    (("monitors", "*"), "monitor"),
-    (("evaluators", "*"), "evaluator"),
-)
-
 Path_ = tuple[str | int, ...]
+
+
+Slot = tuple[tuple[str, ...], Kind]
+
+
+def _slots(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Kind]]:
+    # Derived from the fields marked by component(), so a slot is declared once.
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        kind = extra.get(KIND_MARK)
+        if kind is not None:
+            is_list = typing.get_origin(field.annotation) is list
+            yield ((*prefix, name, "*") if is_list else (*prefix, name)), kind  # type: ignore[misc]
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _slots(field.annotation, (*prefix, name))
+
+
+#: Where components sit in a config: (path, kind); ``*`` is every list item.
+COMPONENT_SLOTS: tuple[Slot, ...] = tuple(_slots(RunConfig))
 
 
 def dotted(path: Path_) -> str:
@@ -224,129 +234,23 @@ def _walk(node: Any, rest: tuple[str, ...], at: Path_, kind: Kind) -> Iterator:
         yield from _walk(node[head], tail, (*at, head), kind)
 
 
-def _issues_from(error: ValidationError, prefix: Path_ = ()) -> list[ConfigIssue]:
-    issues = []
-    for err in error.errors(include_url=False):
-        loc = tuple(part for part in err["loc"] if not str(part).startswith("function-"))
-        message = err["msg"].removeprefix("Value error, ")
-        issues.append(ConfigIssue(dotted((*prefix, *loc)), message))
-    return issues
-
-
-def _resolve_component(
-    value: Any, path: Path_, kind: Kind, registry: Registry, issues: list[ConfigIssue]
-) -> ComponentRef | None:
-    if isinstance(value, ComponentRef):
-        name, options = value.name, value.options
-    elif isinstance(value, str):
-        name, options = value, {}
-    elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
-        name, options = value["name"], {k: v for k, v in value.items() if k != "name"}
-    else:
-        return None  # structural problem: phase 1 reports it
-    if name not in registry.names(kind):
-        issues.append(ConfigIssue(dotted((*path, "name")), registry.unknown_message(kind, name)))
-        return None
-    spec = registry.get(kind, name)
-    try:
-        params = spec.params.model_validate(options)
-    except ValidationError as exc:
-        issues += _issues_from(exc, path)
-        return None
-    if isinstance(spec, SchedulerSpec) and spec.metric_param:
-        try:
-            check_metric_name(getattr(params, spec.metric_param))
-        except ValueError as exc:
-            issues.append(ConfigIssue(dotted((*path, spec.metric_param)), str(exc)))
-            return None
-    ref = ComponentRef(name=name, **params.model_dump(mode="json"))
-    ref._params = params
-    return ref
-
-
-def _assign(cfg: BaseModel, path: Path_, value: ComponentRef) -> None:
+def _parent(cfg: BaseModel, path: Path_) -> tuple[Any, str | int]:
     node: Any = cfg
     for part in path[:-1]:
         node = node[part] if isinstance(part, int) else getattr(node, part)
-    last = path[-1]
+    return node, path[-1]
+
+
+def get_at(cfg: BaseModel, path: Path_) -> Any:
+    """The value at ``path`` in a parsed config."""
+    node, last = _parent(cfg, path)
+    return node[last] if isinstance(last, int) else getattr(node, last)
+
+
+def set_at(cfg: BaseModel, path: Path_, value: Any) -> None:
+    """Replace the value at ``path`` in a parsed config."""
+    node, last = _parent(cfg, path)
     if isinstance(last, int):
         node[last] = value
     else:
         setattr(node, last, value)
-
-
-def resolve_config(
-    data: Mapping[str, Any],
-    registry: Registry,
-    source: str | None = None,
-    lines: Mapping[Path_, int] | None = None,
-    strict: bool = True,
-) -> RunConfig:
-    """Validate ``data`` in both phases and fill in every component's defaults.
-
-    Args:
-        data: The config as plain data (parsed YAML/JSON plus overrides).
-        registry: Installed components; must be usable (no broken plugin).
-        source: File name for messages.
-        lines: ``path -> line`` of the source file, to point at the line at fault.
-        strict: When false, a component that is not installed is kept as written
-            instead of being an error (``qp config show`` of the packaged default,
-            before every plugin it names exists).
-
-    Raises:
-        ConfigError: Listing every problem with its dotted path (and line).
-        PluginError: When a plugin is broken or a name is provided twice.
-    """
-    registry.ensure_usable()
-    issues: list[ConfigIssue] = []
-    cfg: RunConfig | None = None
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as exc:
-        issues += _issues_from(exc)
-    # Phase 2 runs even when phase 1 failed, on whatever components are readable,
-    # so a bad epoch count and a misspelt loss are reported together.
-    components = iter_components(cfg.model_dump() if cfg else data)
-    for path, kind, value in components:
-        name = value.get("name") if isinstance(value, Mapping) else value
-        if not strict and name not in registry.names(kind):
-            continue
-        ref = _resolve_component(value, path, kind, registry, issues)
-        if ref is not None and cfg is not None:
-            _assign(cfg, path, ref)
-    if issues:
-        located = [_with_line(issue, lines) for issue in issues]
-        # File order reads best; issues without a line (from --set) come last.
-        located.sort(key=lambda i: (i.line is None, i.line or 0))
-        raise ConfigError(located, source)
-    assert cfg is not None
-    return cfg
-
-
-def _with_line(issue: ConfigIssue, lines: Mapping[Path_, int] | None) -> ConfigIssue:
-    if not lines:
-        return issue
-    parts: list[str | int] = [int(p) if p.isdigit() else p for p in issue.path.split(".") if p]
-    while parts:
-        line = lines.get(tuple(parts))
-        if line is not None:
-            return ConfigIssue(issue.path, issue.message, line)
-        parts.pop()
-    return issue
-
-
-def unresolved_components(cfg: RunConfig) -> list[tuple[str, Kind, str]]:
-    """``(path, kind, name)`` of components left as written by a non-strict resolve."""
-    missing = []
-    for path, kind, value in iter_components(cfg.model_dump()):
-        ref = _get(cfg, path)
-        if isinstance(ref, ComponentRef) and ref._params is None:
-            missing.append((dotted(path), kind, value["name"]))
-    return missing
-
-
-def _get(cfg: BaseModel, path: Path_) -> Any:
-    node: Any = cfg
-    for part in path:
-        node = node[part] if isinstance(part, int) else getattr(node, part)
-    return node

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from qpcore.config import Path_, RunConfig, resolve_config
+from qpcore.config import Path_, RunConfig
 from qpcore.errors import ConfigError, ConfigFileError, ConfigIssue
 from qpcore.registry import Registry, default_registry
+from qpcore.validate import resolve_config
 
 DEFAULT_CONFIG = "run.yaml"
 
@@ -26,12 +27,31 @@ def default_config_text() -> str:
     return resources.files("qpcore.defaults").joinpath(DEFAULT_CONFIG).read_text("utf-8")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config_text(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int]]:
     """Parse YAML (JSON is YAML too) into data plus a ``path -> line`` map."""
     if not text.strip():
         raise ConfigFileError(f"{source}: the file is empty; a config is a mapping of keys")
     try:
-        data = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+        data = json.loads(text) if source.endswith(".json") else yaml.load(text, _UniqueKeyLoader)
     except json.JSONDecodeError as exc:
         raise ConfigFileError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
     except yaml.YAMLError as exc:
@@ -87,13 +107,17 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[Path_, int]
     return parse_config_text(text, str(path))
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides; values are parsed as YAML scalars.
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> list[Path_]:
+    """Apply ``dotted.key=value`` overrides in place; values are parsed as YAML.
 
     ``scheduler.patience=3`` on ``scheduler: reduce_on_plateau`` expands the bare
     name to ``{name: reduce_on_plateau, patience: 3}``; a numeric part indexes a list.
+
+    Returns:
+        The paths that were set, so errors there can point at ``--set``.
     """
     issues: list[ConfigIssue] = []
+    paths: list[Path_] = []
     for text in overrides:
         key, sep, raw = text.partition("=")
         if not sep or not key.strip():
@@ -103,12 +127,15 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        problem = _set_path(data, key.strip().split("."), value)
+        parts = key.strip().split(".")
+        problem = _set_path(data, parts, value)
         if problem:
             issues.append(ConfigIssue(key.strip(), f"--set: {problem}"))
+        else:
+            paths.append(tuple(int(p) if p.isdigit() else p for p in parts))
     if issues:
         raise ConfigError(issues, "--set")
-    return data
+    return paths
 
 
 def _set_path(node: Any, parts: list[str], value: Any) -> str | None:
@@ -157,10 +184,9 @@ def load_run_config(
     else:
         source = str(path)
         data, lines = read_config_file(path)
-    overrides = list(overrides)
-    if overrides:
-        data = apply_overrides(data, overrides)
-    return resolve_config(data, registry or default_registry(), source, lines, strict)
+    overridden = apply_overrides(data, overrides)
+    registry = registry or default_registry()
+    return resolve_config(data, registry, source, lines, strict, overridden)
 
 
 def dump_yaml(cfg: RunConfig | Mapping[str, Any]) -> str:

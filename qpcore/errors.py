@@ -39,9 +39,12 @@ class ConfigIssue:
     path: str
     message: str
     line: int | None = None
+    from_set: bool = False
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line is not None else ""
+        if self.from_set:
+            where = "--set "
         path = self.path or "(top level)"
         return f"{where}{path}: {self.message}"
 

@@ -15,6 +15,8 @@ from typing import Any
 import pluggy
 
 from qpcore.specs import (
+    KINDS,
+    PLURALS,
     BackboneSpec,
     DatasetSpec,
     EvaluatorSpec,
@@ -230,12 +232,5 @@ def qp_on_exception(run: Any, error: BaseException) -> None:
     """
 
 
-REGISTRATION_HOOKS: dict[str, str] = {
-    "loss": "qp_register_losses",
-    "optimizer": "qp_register_optimizers",
-    "scheduler": "qp_register_schedulers",
-    "evaluator": "qp_register_evaluators",
-    "monitor": "qp_register_monitors",
-    "backbone": "qp_register_backbones",
-    "dataset": "qp_register_datasets",
-}
+#: The registration hook of each kind: ``qp_register_<plural>``.
+REGISTRATION_HOOKS: dict[str, str] = {kind: f"qp_register_{PLURALS[kind]}" for kind in KINDS}

@@ -8,7 +8,7 @@ error with a dotted path, never a ``TypeError`` deep inside a constructor.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Params(BaseModel):
@@ -22,8 +22,27 @@ class Params(BaseModel):
         1.0
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # NaN and infinity are never meaningful settings (an infinite learning rate
+    # or clip norm is a typo), so they are refused everywhere.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class NoParams(Params):
     """For components without knobs: any key given to them is an error."""
+
+
+class SchedulerParams(Params):
+    """Base of every scheduler's params: the warmup knobs every scheduler accepts.
+
+    The core applies warmup in front of any scheduler (see
+    :mod:`qpcore.schedulers`), so a scheduler plugin only declares its own knobs.
+    """
+
+    warmup_epochs: int = Field(
+        0, ge=0, description="Epochs of linear warmup before the scheduler takes over."
+    )
+    warmup_start_factor: float = Field(
+        0.1, gt=0, le=1, description="Fraction of the base learning rate warmup starts from."
+    )

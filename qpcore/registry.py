@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from qpcore.errors import PluginError, UnknownComponentError
 from qpcore.hookspecs import REGISTRATION_HOOKS
-from qpcore.manager import DISABLE_ENV, PluginInfo, PluginManager
+from qpcore.manager import PluginInfo, PluginManager
 from qpcore.specs import KINDS, PLURALS, SPEC_TYPES, ComponentSpec, Kind
 
 
@@ -81,7 +81,7 @@ class Registry:
     def _current_info(self, info: PluginInfo) -> PluginInfo:
         # A plugin marked broken after its records were collected (its hook for
         # another kind raised) must show as broken everywhere.
-        return self.manager.info(info.name)
+        return self.manager.info(info.key)
 
     # --- queries -------------------------------------------------------------
 
@@ -115,10 +115,11 @@ class Registry:
             raise PluginError("\n".join(problems))
 
     def _conflict_message(self, kind: Kind, name: str) -> str:
-        providers = [e.plugin.provider for e in self._entries[kind] if e.spec.name == name]
+        plugins = [e.plugin for e in self._entries[kind] if e.spec.name == name]
         lines = [f"Duplicate {kind} {name!r} provided by:"]
-        lines += [f"  - {p}" for p in providers]
-        lines.append(f"Uninstall one, or disable it with {DISABLE_ENV}=<distribution>.")
+        lines += [f"  - {p.provider}" for p in plugins]
+        hints = " or ".join(p.disable_hint for p in plugins)
+        lines.append(f"Uninstall one, or turn one off with {hints}.")
         return "\n".join(lines)
 
     def unknown_message(self, kind: Kind, name: str, at: str | None = None) -> str:
@@ -126,9 +127,9 @@ class Registry:
         names = self.names(kind)
         where = f" (at {at})" if at else ""
         text = f"Unknown {kind} {name!r}{where}."
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        close = _closest(name.lower(), names)
         if close:
-            text += f" Did you mean {close[0]!r}?"
+            text += f" Did you mean {close!r}?"
         if names:
             text += f"\nAvailable {PLURALS[kind]}: {', '.join(names)}."
         else:
@@ -143,6 +144,15 @@ class Registry:
         if not matches or matches[0].plugin.status != "ok":
             raise UnknownComponentError(self.unknown_message(kind, name, at))
         return matches[0].spec
+
+
+def _closest(name: str, names: list[str]) -> str | None:
+    """A typo's likely target: similar spelling, else a name it contains (mse_loss)."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    inside = [n for n in names if n in name or name in n]
+    return min(inside, key=lambda n: abs(len(n) - len(name))) if inside else None
 
 
 @functools.lru_cache(maxsize=1)

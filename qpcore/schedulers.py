@@ -13,22 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import Field
 
 from qpcore.errors import QPError
-from qpcore.params import Params
+from qpcore.params import SchedulerParams
 from qpcore.specs import SchedulerSpec
-
-
-class SchedulerParams(Params):
-    """Base of every scheduler's params: the warmup knobs every scheduler accepts."""
-
-    warmup_epochs: int = Field(
-        0, ge=0, description="Epochs of linear warmup before the scheduler takes over."
-    )
-    warmup_start_factor: float = Field(
-        0.1, gt=0, le=1, description="Fraction of the base learning rate warmup starts from."
-    )
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,10 @@ from pydantic import create_model
 from pydantic.json_schema import models_json_schema
 
 from qpcore import __version__
-from qpcore.config import RunConfig
+from qpcore.config import KIND_MARK, RunConfig
 from qpcore.params import Params
 from qpcore.registry import Registry
 from qpcore.specs import Kind
-
-KIND_MARK = "x-qp-kind"
 
 
 def _named_model(kind: Kind, name: str, params: type[Params]) -> type[Params]:
@@ -69,13 +67,13 @@ def _choice(kind: Kind, options: list[tuple[str, dict[str, Any]]]) -> dict[str, 
     }
 
 
-def _no_choice(kind: Kind) -> dict[str, Any]:
+def _no_choice() -> dict[str, Any]:
+    # No plugin of this kind is installed, so any name is accepted.
     return {
         "anyOf": [
             {"type": "string"},
             {"type": "object", "properties": {"name": {"type": "string"}}},
-        ],
-        "description": f"No {kind} plugin is installed; any name is accepted by the schema.",
+        ]
     }
 
 
@@ -94,7 +92,7 @@ def _replace_slots(node: Any, choices: dict[Kind, dict[str, Any]]) -> None:
 
 def _slot(prop: dict[str, Any], choices: dict[Kind, dict[str, Any]]) -> dict[str, Any]:
     kind: Kind = prop[KIND_MARK]
-    choice = choices.get(kind) or _no_choice(kind)
+    choice = choices.get(kind) or _no_choice()
     out = {k: v for k, v in prop.items() if k in ("description", "default", "title")}
     if prop.get("type") == "array":
         out.update(type="array", items=choice)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from qpcore.params import NoParams, Params
+from qpcore.params import NoParams, Params, SchedulerParams
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -70,6 +70,11 @@ class ComponentSpec:
             raise TypeError(
                 f"{self.kind} {self.name!r}: params must be a subclass of qpcore.Params"
             )
+        if "name" in self.params.model_fields:
+            raise TypeError(
+                f"{self.kind} {self.name!r}: params may not have a field called 'name' "
+                "(configs use it to pick the component)"
+            )
         if not callable(self.factory):
             raise TypeError(f"{self.kind} {self.name!r}: factory must be callable")
 
@@ -100,7 +105,7 @@ class SchedulerSpec(ComponentSpec):
     ``factory(optimizer, params, context)`` returns a torch LR scheduler;
     ``context`` is a :class:`qpcore.schedulers.ScheduleContext` (epochs, steps per
     epoch). The core wraps it with linear warmup when ``params.warmup_epochs > 0``,
-    so ``params`` must derive from :class:`qpcore.schedulers.SchedulerParams`.
+    so ``params`` must derive from :class:`qpcore.SchedulerParams`.
 
     Attributes:
         interval: ``"epoch"`` to step once per epoch, ``"step"`` once per
@@ -117,12 +122,10 @@ class SchedulerSpec(ComponentSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from qpcore.schedulers import SchedulerParams
-
         if not issubclass(self.params, SchedulerParams):
             raise TypeError(
                 f"scheduler {self.name!r}: params must derive from "
-                "qpcore.schedulers.SchedulerParams (it carries the warmup knobs)"
+                "qpcore.SchedulerParams (it carries the warmup knobs)"
             )
         if self.metric_param is not None and self.metric_param not in self.params.model_fields:
             raise ValueError(
@@ -133,7 +136,8 @@ class SchedulerSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class EvaluatorSpec(ComponentSpec):
-    """An evaluator: ``factory(params)`` returns an object with evaluator hooks."""
+    """An evaluator: ``factory(params)`` returns the object that computes its metrics
+    and report sections (its interface arrives with the evaluation framework)."""
 
     kind: ClassVar[Kind] = "evaluator"
 

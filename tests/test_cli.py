@@ -92,7 +92,7 @@ def test_validate_errors_exit_2_without_traceback(tmp_path: Path, registry: obje
     assert err.splitlines() == [
         f"Error: 2 config errors in {path}:",
         "  line 3: loss.margin: Input should be greater than or equal to 0",
-        "  trainer.epochs: Input should be greater than or equal to 1",
+        "  --set trainer.epochs: Input should be greater than or equal to 1",
     ]
     assert "Traceback" not in err
 
@@ -107,7 +107,7 @@ def test_traceback_only_when_asked(tmp_path: Path) -> None:
     assert type(result.exception).__name__ == "ConfigFileError"
 
 
-def test_show_default_lists_components_not_installed(registry: object) -> None:
+def test_show_default_lists_components_not_installed() -> None:
     code, out, _ = invoke("config", "show")
     assert code == 0
     assert out.splitlines()[:2] == [
@@ -165,7 +165,7 @@ def test_broken_plugin_through_a_real_process(
         [QP, "config", "validate", str(config)], capture_output=True, text=True
     )
     assert refused.returncode == 2
-    assert refused.stderr.startswith("Error: Error loading plugin qp_extra from qp-extra 2.3.1:")
+    assert refused.stderr.startswith("Error: Cannot load plugin qp_extra from qp-extra 2.3.1:")
     assert "Traceback" not in refused.stderr
     import os
 
@@ -184,3 +184,22 @@ def test_bad_files_exit_2(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     code, _, err = invoke("config", "validate", str(path))
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_schema_to_an_unwritable_place_exits_2(tmp_path: Path) -> None:
+    code, _, err = invoke("config", "schema", "--out", str(tmp_path / "no" / "such" / "x.json"))
+    assert code == 2 and "cannot write" in err and "Internal error" not in err
+
+
+def test_debug_variable_false_means_off(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["config", "validate", str(tmp_path / "x.yaml")], env={"QP_DEBUG": "false"}
+    )
+    assert result.exit_code == 2 and result.exception is not None
+    assert type(result.exception) is SystemExit
+
+
+def test_misspelt_disable_name_is_warned_about() -> None:
+    code, _, err = invoke("plugins", env={"QP_DISABLE_PLUGINS": "qp_lossez"})
+    assert code == 0
+    assert "Warning: QP_DISABLE_PLUGINS names 'qp-lossez', which matches no plugin." in err

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from qpcore import ConfigError, ConfigFileError
-from qpcore.config import RunConfig, resolve_config
+from qpcore.config import RunConfig
 from qpcore.config_io import apply_overrides, dump_yaml, load_run_config, parse_config_text
 from qpcore.registry import Registry
+from qpcore.validate import resolve_config
 
 GOOD = """\
 data: {name: test_rows, count: 4}
@@ -162,7 +163,8 @@ def test_overrides_apply_before_validation(tmp_path: Path, registry: Registry) -
     assert cfg.loss.params.gamma == 0.5  # type: ignore[attr-defined]
     with pytest.raises(ConfigError) as err:
         load_run_config(write(tmp_path, GOOD), ["trainer.epochs=0"], registry=registry)
-    assert issues_of(err)["trainer.epochs"] == ("Input should be greater than or equal to 1", 8)
+    assert issues_of(err)["trainer.epochs"] == ("Input should be greater than or equal to 1", None)
+    assert str(err.value.issues[0]).startswith("--set trainer.epochs: ")
 
 
 def test_scheduler_may_be_off(registry: Registry) -> None:
@@ -172,8 +174,9 @@ def test_scheduler_may_be_off(registry: Registry) -> None:
     assert cfg.scheduler is None
 
 
-def test_packaged_default_is_shown_as_far_as_components_exist(registry: Registry) -> None:
-    cfg = load_run_config(None, registry=registry, strict=False)
+def test_packaged_default_is_shown_as_far_as_components_exist() -> None:
+    # Only kinds with no plugin at all (datasets, backbones today) are tolerated.
+    cfg = load_run_config(None, registry=Registry.from_entrypoints(disabled=set()), strict=False)
     assert cfg.loss.name == "combined"
     assert cfg.loss.params is not None
     assert cfg.to_dict()["optimizer"]["betas"] == [0.9, 0.999]
@@ -186,3 +189,112 @@ def test_run_config_defaults_need_no_plugins() -> None:
     assert cfg.trainer.batch_size == 16
     assert cfg.model.head.hidden == [1024, 512, 256, 128]
     assert cfg.scheduler is not None and cfg.scheduler.name == "reduce_on_plateau"
+
+
+def test_duplicate_yaml_keys_are_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "loss: mse\ntrainer: {epochs: 3}\nloss: mae\n")
+    with pytest.raises(
+        ConfigFileError, match=r"run.yaml:3: invalid YAML.*duplicate key 'loss' \(first at line 1\)"
+    ):
+        load_run_config(path)
+
+
+def test_infinite_values_are_refused(registry: Registry) -> None:
+    data = {
+        "data": "test_rows",
+        "model": {"backbone": "test_features"},
+        "optimizer": {"name": "adam", "lr": float("inf")},
+        "trainer": {"grad_clip": float("inf")},
+    }
+    with pytest.raises(ConfigError) as err:
+        resolve_config(data, registry)
+    assert set(issues_of(err)) == {"optimizer.lr", "trainer.grad_clip"}
+
+
+def test_warmup_must_leave_epochs_to_the_scheduler(registry: Registry) -> None:
+    data = {
+        "data": "test_rows",
+        "model": {"backbone": "test_features"},
+        "scheduler": {"name": "cosine", "warmup_epochs": 5},
+        "trainer": {"epochs": 5},
+    }
+    with pytest.raises(ConfigError) as err:
+        resolve_config(data, registry)
+    assert issues_of(err)["scheduler.warmup_epochs"][0].startswith(
+        "must be less than trainer.epochs (5)"
+    )
+
+
+def test_one_mistake_gives_one_error_and_case_insensitive_hints(registry: Registry) -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve_config({"loss": "MSE", "optimizer": "AdamW"}, registry)
+    found = issues_of(err)
+    assert list(found) == ["loss.name", "optimizer.name"]  # phase 2 does not repeat them
+    with pytest.raises(ConfigError) as err:
+        resolve_config(
+            {"loss": "mse_loss", "data": "test_rows", "model": {"backbone": "test_features"}},
+            registry,
+        )
+    assert "Did you mean 'mse'?" in issues_of(err)["loss.name"][0]
+    with pytest.raises(ConfigError) as err:
+        resolve_config({"loss": 3}, registry)
+    assert issues_of(err)["loss"][0] == (
+        "expected a component name, or a mapping with 'name' and its params"
+    )
+
+
+def test_set_numbers_into_text_fields(tmp_path: Path, registry: Registry) -> None:
+    cfg = load_run_config(write(tmp_path, GOOD), ["output.name=2024"], registry=registry)
+    assert cfg.output.name == "2024"
+
+
+def test_third_party_scheduler_metric_param_is_checked(
+    tmp_path: Path, registry: Registry, on_path: object
+) -> None:
+    from conftest import make_distribution
+
+    plugin = """
+from qpcore import SchedulerParams, SchedulerSpec, hookimpl
+
+class WatchParams(SchedulerParams):
+    watch: str = "val_loss"
+
+@hookimpl
+def qp_register_schedulers():
+    return [SchedulerSpec("watcher", lambda o, p, c: None, WatchParams, metric_param="watch")]
+"""
+    on_path(
+        make_distribution(
+            tmp_path / "d", "qp-watch", "1.0", {"qp_watch": plugin}, {"qp_watch": "qp_watch"}
+        )
+    )  # type: ignore[operator]
+    from qpcore.registry import default_registry
+
+    data = {
+        "data": "test_rows",
+        "model": {"backbone": "test_features"},
+        "scheduler": {"name": "watcher", "watch": "val_f1"},
+    }
+    with pytest.raises(ConfigError) as err:
+        resolve_config(data, default_registry())
+    assert "unknown metric 'val_f1'" in issues_of(err)["scheduler.watch"][0]
+    data["scheduler"]["watch"] = "val_pearson"  # type: ignore[index]
+    assert resolve_config(data, default_registry()).scheduler.params.watch == "val_pearson"  # type: ignore[union-attr,attr-defined]
+
+
+def test_schema_accepts_good_configs_and_rejects_bad_ones(
+    tmp_path: Path, registry: Registry
+) -> None:
+    import jsonschema
+
+    from qpcore.schema import config_schema
+
+    schema = config_schema(registry)
+    validator = jsonschema.Draft202012Validator(schema)
+    good = load_run_config(write(tmp_path, GOOD), registry=registry).to_dict()
+    assert list(validator.iter_errors(good)) == []
+    assert list(validator.iter_errors(yaml.safe_load(GOOD))) == []
+    bad = yaml.safe_load(GOOD)
+    bad["loss"]["gammma"] = 2
+    bad["trainer"]["epochs"] = 0
+    assert len(list(validator.iter_errors(bad))) == 2

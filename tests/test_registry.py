@@ -113,13 +113,13 @@ def test_broken_plugin_is_reported_with_its_distribution(
     ]
     (message,) = registry.problems()
     assert message == (
-        "Error loading plugin qp_broken from qp-broken 0.3:\n"
+        "Cannot load plugin qp_broken from qp-broken 0.3:\n"
         "  ModuleNotFoundError: No module named 'timm_that_is_not_installed'. "
         "Fix it or set QP_DISABLE_PLUGINS=qp-broken"
     )
     # The healthy plugins are still all there.
     assert "adam" in registry.names("optimizer")
-    with pytest.raises(PluginError, match="Error loading plugin qp_broken"):
+    with pytest.raises(PluginError, match="Cannot load plugin qp_broken"):
         registry.ensure_usable()
 
 
@@ -206,3 +206,29 @@ def test_testing_fixture_honours_the_disable_variable(
     registry: Registry = request.getfixturevalue("qp_registry")
     assert registry.names("scheduler") == []
     assert "adam" in registry.names("optimizer")
+
+
+def test_same_entry_point_name_in_two_distributions(
+    tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    # Entry-point names are unique per distribution only: a third party may also
+    # call its entry point "qp_losses" without touching the built-in one.
+    on_path(
+        make_distribution(
+            tmp_path, "qp-same", "1.0", {"qp_same_mod": FOCAL_PLUGIN}, {"qp_losses": "qp_same_mod"}
+        )
+    )
+    registry = Registry.from_entrypoints(disabled=set())
+    assert [p.status for p in registry.plugins if p.name == "qp_losses"] == ["ok", "ok"]
+    problems = "\n".join(registry.problems())
+    assert "Duplicate loss 'focal'" in problems
+    assert "QP_DISABLE_PLUGINS=qpcore:qp_losses" in problems  # not the ambiguous qp_losses
+    assert "QP_DISABLE_PLUGINS=qp-same" in problems
+    fixed = Registry.from_entrypoints(disabled={"qp-same"})
+    assert fixed.problems() == []
+    assert "mse" in fixed.names("loss")
+
+
+def test_unmatched_disable_names_are_reported() -> None:
+    registry = Registry.from_entrypoints(disabled={"qp_lossez", "qp_losses"})
+    assert registry.manager.unmatched_disabled() == ["qp-lossez"]

@@ -12,9 +12,9 @@ import torch
 from pydantic import Field
 from torch.optim import lr_scheduler
 
-from qpcore import SchedulerSpec, hookimpl
+from qpcore import SchedulerParams, SchedulerSpec, hookimpl
 from qpcore.epoch_metrics import MetricName, metric_mode
-from qpcore.schedulers import ScheduleContext, SchedulerParams
+from qpcore.schedulers import ScheduleContext
 
 
 class PlateauParams(SchedulerParams):
