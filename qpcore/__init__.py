@@ -12,7 +12,7 @@ from qpcore.errors import (
     UnknownComponentError,
 )
 from qpcore.hookspecs import hookimpl
-from qpcore.params import NoParams, Params, SchedulerParams
+from qpcore.params import DatasetParams, NoParams, Params, SchedulerParams
 from qpcore.specs import (
     BackboneSpec,
     DatasetSpec,
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "ConfigIssue",
+    "DatasetParams",
     "DatasetSpec",
     "EvaluatorSpec",
     "LossSpec",

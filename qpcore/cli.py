@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from qpcore import __version__
+from qpcore.cli_data import data
 from qpcore.config_io import dump_yaml, load_run_config
 from qpcore.errors import QPError
 from qpcore.registry import Registry, default_registry
@@ -221,6 +222,9 @@ def schema(out: Path | None) -> None:
         except OSError as exc:
             raise QPError(f"{out}: cannot write: {exc.strerror}") from exc
         click.echo(f"Wrote {out}", err=True)
+
+
+cli.add_command(data)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ error with a dotted path, never a ``TypeError`` deep inside a constructor.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Params(BaseModel):
@@ -46,3 +46,21 @@ class SchedulerParams(Params):
     warmup_start_factor: float = Field(
         0.1, gt=0, le=1, description="Fraction of the base learning rate warmup starts from."
     )
+
+
+class DatasetParams(Params):
+    """Base of every dataset's params: how its rows split into train/val/test.
+
+    Splits are group-aware and stratified by quality band
+    (:mod:`qpcore.data.splits`), the same for every dataset plugin.
+    """
+
+    val_fraction: float = Field(0.15, ge=0, lt=1, description="Share of rows for validation.")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of rows for the test split.")
+    split_seed: int = Field(0, ge=0, description="Seed of the train/val/test split.")
+
+    @model_validator(mode="after")
+    def _leave_rows_to_train(self) -> DatasetParams:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be less than 1")
+        return self

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from qpcore.params import NoParams, Params, SchedulerParams
+from qpcore.params import DatasetParams, NoParams, Params, SchedulerParams
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -167,9 +167,21 @@ class BackboneSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class DatasetSpec(ComponentSpec):
-    """A labelled dataset: ``factory(params)`` returns the dataset's rows."""
+    """A labelled dataset: ``factory(params) -> qpcore.data.dataset.LabelledData``.
+
+    Its params derive from :class:`qpcore.DatasetParams`, which carries the
+    train/val/test split knobs every dataset shares.
+    """
 
     kind: ClassVar[Kind] = "dataset"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not issubclass(self.params, DatasetParams):
+            raise TypeError(
+                f"dataset {self.name!r}: params must derive from qpcore.DatasetParams "
+                "(it carries the split knobs)"
+            )
 
 
 SPEC_TYPES: dict[Kind, type[ComponentSpec]] = {

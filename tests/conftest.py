@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 # A dataset and a backbone for config tests, until built-ins of those kinds exist.
 TEST_COMPONENTS = """
 from pydantic import Field
-from qpcore import BackboneSpec, DatasetSpec, Params, hookimpl
+from qpcore import BackboneSpec, DatasetParams, DatasetSpec, Params, hookimpl
 
-class RowsParams(Params):
+class RowsParams(DatasetParams):
     count: int = Field(8, ge=1, description="Rows to make.")
 
 class FeaturesParams(Params):

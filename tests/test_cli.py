@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_distribution
 
 from qpcore import __version__
 from qpcore.cli import cli
+
+from conftest import make_distribution
 
 QP = str(Path(sys.executable).parent / "qp")
 
@@ -110,10 +111,10 @@ def test_traceback_only_when_asked(tmp_path: Path) -> None:
 def test_show_default_lists_components_not_installed() -> None:
     code, out, _ = invoke("config", "show")
     assert code == 0
-    assert out.splitlines()[:2] == [
-        "# dataset 'synthetic' (at data) is not installed: shown as written",
+    assert out.splitlines()[:1] == [
         "# backbone 'resnet50' (at model.backbone) is not installed: shown as written",
     ]
+    assert "  cache_dir: null\n" in out  # the synthetic dataset, resolved
     assert "  ssim_weight: 1.0\n" in out  # the combined loss, resolved with its defaults
 
 

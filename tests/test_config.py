@@ -180,8 +180,13 @@ def test_packaged_default_is_shown_as_far_as_components_exist() -> None:
     assert cfg.loss.name == "combined"
     assert cfg.loss.params is not None
     assert cfg.to_dict()["optimizer"]["betas"] == [0.9, 0.999]
-    assert cfg.data.name == "synthetic"  # not installed yet, kept as written
-    assert cfg.to_dict()["data"] == {"name": "synthetic", "count": 2000, "track": "default"}
+    assert cfg.to_dict()["data"]["val_fraction"] == 0.15  # the synthetic dataset, resolved
+    assert cfg.model.backbone.name == "resnet50"  # not installed yet, kept as written
+    assert cfg.to_dict()["model"]["backbone"] == {
+        "name": "resnet50",
+        "weights": "imagenet",
+        "freeze": True,
+    }
 
 
 def test_run_config_defaults_need_no_plugins() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPO
 from pydantic import BaseModel
 
 from qpcore import hookspecs
 from qpcore.config import RunConfig
 from qpcore.registry import Registry
+
+from conftest import REPO
 
 DOCS = REPO / "docs"
 

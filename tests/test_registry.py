@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_distribution
 
 from qpcore import LossSpec, Params, PluginError, UnknownComponentError, hookimpl
 from qpcore.manager import PluginInfo, PluginManager, disabled_names
 from qpcore.registry import Registry
+
+from conftest import make_distribution
 
 FOCAL_PLUGIN = """
 import torch

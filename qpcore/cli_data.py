@@ -1,0 +1,194 @@
+"""``qp data``: label images, generate synthetic datasets.
+
+Thin: builds jobs, runs them, prints a summary. The work is in
+:mod:`qpcore.data.labeler`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qpcore.data.jobs import Job, label_jobs, synth_jobs
+from qpcore.data.labeler import ERRORS, MANIFEST, Summary, run_jobs
+from qpcore.data.protocol import MAX_PIXELS
+
+TRACK = click.option(
+    "--track",
+    type=click.Choice(["default", "random"]),
+    default="default",
+    show_default=True,
+    help="default: vtracer's defaults; random: params drawn per label (see docs/data.md).",
+)
+PER_IMAGE = click.option(
+    "--per-image",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Labels per image, each with its own params (random track only).",
+)
+SEED = click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
+WORKERS = click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Processes; 0 (default) uses one per core, 1 works in this process.",
+)
+OUT = click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder: manifest.csv, images/, errors.csv. Re-running continues it.",
+)
+QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+
+
+@click.group()
+def data() -> None:
+    """Make labelled datasets: label your images, or generate synthetic ones.
+
+    Labels follow the protocol vtracer-resvg-ssim/v1: vectorize with vtracer,
+    render back with resvg, score with SSIM (docs/data.md).
+    """
+
+
+def _check_track(track: str, per_image: int) -> None:
+    if track == "default" and per_image > 1:
+        raise click.BadParameter(
+            "more than one label per image needs --track random "
+            "(default-track labels of one image are all the same)",
+            param_hint="--per-image",
+        )
+
+
+def _run(
+    jobs: list[Job], out: Path, settings: dict[str, Any], workers: int, max_pixels: int, quiet: bool
+) -> None:
+    ctx = click.get_current_context()
+    if not jobs:
+        raise click.UsageError("nothing to label: no input images")
+    summary = run_jobs(jobs, out, settings, workers, max_pixels, progress=not quiet)
+    click.echo(_describe(summary, out), err=True)
+    if summary.interrupted:
+        ctx.exit(130)
+    if summary.errors and summary.labelled_jobs == 0 and summary.skipped == 0:
+        ctx.exit(2)
+
+
+def _describe(s: Summary, out: Path) -> str:
+    rate = s.rows / s.seconds if s.seconds > 0 else 0.0
+    done = s.labelled_jobs
+    lines = [
+        f"{'Interrupted' if s.interrupted else 'Done'}: {done} images labelled "
+        f"({s.rows} rows, {rate:.1f} rows/s) in {s.seconds:.1f} s"
+        + (f"; {s.skipped} already done" if s.skipped else "")
+        + (f"; {s.errors} failed (see {out / ERRORS})" if s.errors else "")
+    ]
+    if s.rows:
+        parts = ", ".join(f"{k} {v / s.rows * 1000:.1f} ms" for k, v in s.timings.items())
+        lines.append(f"Time per label: {parts}")
+    if s.interrupted:
+        lines.append("Run the same command again to continue where it stopped.")
+    else:
+        lines.append(f"Manifest: {out / MANIFEST}")
+    return "\n".join(lines)
+
+
+@data.command()
+@click.argument("inputs", nargs=-1, required=True)
+@OUT
+@TRACK
+@PER_IMAGE
+@SEED
+@WORKERS
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Larger images are rejected (decompression bombs).",
+)
+@QUIET
+def label(
+    inputs: tuple[str, ...],
+    out: Path,
+    track: str,
+    per_image: int,
+    seed: int,
+    workers: int,
+    max_pixels: int,
+    quiet: bool,
+) -> None:
+    """Label images: INPUT... are files, folders (searched recursively) or globs.
+
+    Writes OUT/manifest.csv and copies each image to OUT/images/ (same name; a
+    suffix only on a collision). Unreadable images go to OUT/errors.csv and the
+    run goes on; the exit code is non-zero only when nothing could be labelled.
+    """
+    _check_track(track, per_image)
+    jobs = label_jobs(inputs, track, per_image, seed)  # type: ignore[arg-type]
+    settings = {"kind": "label", "track": track, "per_image": per_image, "seed": seed}
+    _run(jobs, out, settings, workers, max_pixels, quiet)
+
+
+@data.command()
+@OUT
+@click.option("--count", required=True, type=click.IntRange(min=1), help="Images to generate.")
+@SEED
+@TRACK
+@PER_IMAGE
+@click.option(
+    "--size",
+    type=click.IntRange(min=16, max=4096),
+    default=256,
+    show_default=True,
+    help="Canvas size in pixels.",
+)
+@WORKERS
+@QUIET
+def synth(
+    out: Path,
+    count: int,
+    seed: int,
+    track: str,
+    per_image: int,
+    size: int,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """Generate COUNT logo-like images and label them.
+
+    The same seed gives the same dataset whatever the number of workers; a larger
+    --count later extends the dataset.
+    """
+    _check_track(track, per_image)
+    jobs = synth_jobs(count, track, per_image, seed, size)  # type: ignore[arg-type]
+    settings = {"kind": "synth", "track": track, "per_image": per_image, "seed": seed, "size": size}
+    _run(jobs, out, settings, workers, MAX_PIXELS, quiet)
+
+
+@data.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--hist",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the label histograms into this PNG.",
+)
+def info(manifests: tuple[Path, ...], hist: Path | None) -> None:
+    """Label distribution of each MANIFEST: quantiles overall and per source."""
+    from qpcore.data.manifest import read_manifest
+    from qpcore.data.stats import by_source, describe, histogram, table
+
+    series = {}
+    for path in manifests:
+        manifest = read_manifest(path, check_images=False)
+        values = [s.ssim for s in manifest.samples]
+        series[str(path)] = values
+        rows = {"all": describe(values), **by_source(manifest.samples)}
+        click.echo(f"{path} ({manifest.protocol or 'protocol not stated'})")
+        click.echo(table(rows) + "\n")
+    if hist is not None:
+        histogram(series, hist, "Label distribution")
+        click.echo(f"Wrote {hist}", err=True)

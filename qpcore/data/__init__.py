@@ -1,0 +1,1 @@
+"""Ground truth: the label protocol, manifests, labelling at scale, synthetic images."""

@@ -1,0 +1,193 @@
+"""Reading and writing manifests: the CSV every labelled dataset is on disk.
+
+A manifest is untrusted input (it may come from anyone), so every field is checked
+and every problem is reported with its file and line, all of them at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from qpcore.data.protocol import PROTOCOL, VtracerParams
+from qpcore.errors import QPError
+
+PARAM_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(VtracerParams))
+COLUMNS: tuple[str, ...] = ("image", "ssim", "label_protocol", "group", "source", *PARAM_COLUMNS)
+REQUIRED = ("image", "ssim")
+MAX_REPORTED = 20
+
+
+class ManifestError(QPError):
+    """A manifest that cannot be used, with every problem and its line."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        shown = problems[:MAX_REPORTED]
+        more = len(problems) - len(shown)
+        text = "\n".join(f"  {p}" for p in shown)
+        tail = f"\n  ... and {more} more" if more else ""
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{path}: {len(problems)} {noun}:\n{text}{tail}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled row: an image, its SSIM and the params that produced it.
+
+    Attributes:
+        image: Absolute path of the image.
+        ssim: The label.
+        params: The vtracer params of the label.
+        group: Source-image id; rows sharing it stay on one side of a split.
+        source: Free text, where the image came from.
+        line: Line of the manifest the row was read from (1 = header).
+    """
+
+    image: Path
+    ssim: float
+    params: VtracerParams
+    group: str
+    source: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest file's rows and the protocol they were labelled with."""
+
+    path: Path
+    samples: list[Sample]
+    protocol: str | None
+
+
+def _parse_row(
+    row: dict[str, str | None], line: int, folder: Path, check_images: bool
+) -> tuple[Sample | None, list[str]]:
+    problems = []
+    image = (row.get("image") or "").strip()
+    path: Path | None = None
+    if not image:
+        problems.append(f"line {line}: empty image path")
+    else:
+        path = Path(image) if Path(image).is_absolute() else folder / image
+        if check_images and not path.is_file():
+            problems.append(f"line {line}: image not found: {image}")
+    raw = (row.get("ssim") or "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+        problems.append(f"line {line}: ssim {raw!r} is not a number")
+    else:
+        if not math.isfinite(value):
+            problems.append(f"line {line}: ssim {raw!r} is not a finite number")
+        elif not -1.0 <= value <= 1.0:
+            problems.append(f"line {line}: ssim {value} is outside [-1, 1]")
+    try:
+        params = VtracerParams.from_mapping({k: row.get(k) for k in PARAM_COLUMNS})
+    except ValueError as exc:
+        problems.append(f"line {line}: bad vtracer params: {exc}")
+        params = VtracerParams()
+    if problems or path is None:
+        return None, problems
+    group = (row.get("group") or "").strip() or image
+    return Sample(path, value, params, group, (row.get("source") or "").strip(), line), []
+
+
+def read_manifest(path: str | Path, check_images: bool = True) -> Manifest:
+    """Read and validate a manifest; image paths are relative to its folder.
+
+    Args:
+        path: The CSV file (UTF-8, header row).
+        check_images: Also check that every image file exists.
+
+    Raises:
+        ManifestError: Every bad row, with its line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(path, ["no such manifest file"])
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(path, [f"not UTF-8 text (byte {exc.start})"]) from exc
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ManifestError(path, [f"line 1: missing required column {c!r}" for c in missing])
+    folder = path.parent
+    samples: list[Sample] = []
+    problems: list[str] = []
+    protocols: dict[str, int] = {}
+    for line_index, row in enumerate(reader, start=2):
+        line = reader.line_num if reader.line_num else line_index
+        protocol = (row.get("label_protocol") or "").strip()
+        if protocol and protocol not in protocols:
+            protocols[protocol] = line
+        sample, row_problems = _parse_row(row, line, folder, check_images)
+        problems += row_problems
+        if sample is not None:
+            samples.append(sample)
+    if len(protocols) > 1:
+        found = ", ".join(f"{p!r} (first at line {n})" for p, n in protocols.items())
+        problems.append(f"mixes label protocols: {found}; one manifest holds one protocol")
+    if not problems and not samples:
+        problems.append("no rows: a manifest needs at least one labelled image")
+    if problems:
+        raise ManifestError(path, problems)
+    return Manifest(path, samples, next(iter(protocols), None))
+
+
+def format_row(
+    image: str, ssim: float, params: VtracerParams, group: str, source: str
+) -> dict[str, Any]:
+    """A manifest row as written by qpcore's tools (every column)."""
+    return {
+        "image": image,
+        "ssim": f"{ssim:.6f}",
+        "label_protocol": PROTOCOL,
+        "group": group,
+        "source": source,
+        **params.as_dict(),
+    }
+
+
+def rows_to_csv(rows: Iterable[dict[str, Any]], header: bool = False) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def iter_raw_rows(path: Path) -> Iterator[dict[str, str]]:
+    """Rows of a manifest being written, without validation (for resuming)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so a crash leaves the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def error_line(image: str, error: str) -> str:
+    """One row of ``errors.csv`` (image, error), CSV-quoted."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([image, error])
+    return buffer.getvalue()

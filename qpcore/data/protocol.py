@@ -1,0 +1,213 @@
+"""The ground-truth label protocol ``vtracer-resvg-ssim/v1``, step by step.
+
+Every label in the project comes from :func:`label_image`. Each step is its own
+function so the labeller can time them and the tests can check them one by one;
+the spec is ``shared/spec/label-protocol.md`` and this module follows it literally.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import resvg_py
+import vtracer
+from PIL import Image
+
+from qpcore.data.ssim import ssim
+
+PROTOCOL = "vtracer-resvg-ssim/v1"
+
+#: Images with more pixels than this are refused before decoding (a
+#: decompression bomb would otherwise take the whole machine's memory).
+MAX_PIXELS = 4096 * 4096
+
+Track = Literal["default", "random"]
+
+
+class UnreadableImage(ValueError):
+    """An input that is no usable image; its message is the whole story."""
+
+
+@dataclass(frozen=True)
+class VtracerParams:
+    """All eleven vtracer parameters; the defaults are the default track."""
+
+    colormode: Literal["color", "binary"] = "color"
+    hierarchical: Literal["stacked", "cutout"] = "stacked"
+    mode: Literal["spline", "polygon", "none"] = "spline"
+    filter_speckle: int = 4
+    color_precision: int = 6
+    layer_difference: int = 16
+    corner_threshold: int = 60
+    length_threshold: float = 4.0
+    max_iterations: int = 10
+    splice_threshold: int = 45
+    path_precision: int = 8
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> VtracerParams:
+        """Build from strings or numbers (e.g. a manifest row); missing keys default."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in values and values[f.name] not in (None, ""):
+                raw = values[f.name]
+                kwargs[f.name] = raw if f.type.startswith("Literal") else _number(f.type, raw)
+        params = cls(**kwargs)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` on a value vtracer would reject or misread."""
+        choices = {
+            "colormode": ("color", "binary"),
+            "hierarchical": ("stacked", "cutout"),
+            "mode": ("spline", "polygon", "none"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        if not 1 <= self.color_precision <= 8:
+            raise ValueError("color_precision must lie in [1, 8]")
+        for name in (
+            "filter_speckle",
+            "layer_difference",
+            "corner_threshold",
+            "max_iterations",
+            "splice_threshold",
+            "path_precision",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not np.isfinite(self.length_threshold) or self.length_threshold < 0:
+            raise ValueError("length_threshold must be a finite number >= 0")
+
+
+def _number(type_name: str, raw: Any) -> int | float:
+    if type_name == "int":
+        value = float(raw)
+        if not value.is_integer():
+            raise ValueError(f"expected an integer, got {raw!r}")
+        return int(value)
+    return float(raw)
+
+
+DEFAULT_PARAMS = VtracerParams()
+
+#: Random-track distribution: (low, high) inclusive ranges of the protocol.
+RANDOM_RANGES: dict[str, tuple[float, float]] = {
+    "filter_speckle": (0, 32),
+    "color_precision": (1, 8),
+    "layer_difference": (1, 64),
+    "corner_threshold": (20, 120),
+    "length_threshold": (3.5, 10.0),
+    "splice_threshold": (20, 90),
+    "path_precision": (2, 8),
+}
+
+
+def random_params(rng: np.random.Generator) -> VtracerParams:
+    """One draw from the random track's distribution (the spec's table)."""
+    colormode = "color" if rng.random() < 0.85 else "binary"
+    mode = "spline" if rng.integers(0, 2) == 0 else "polygon"
+    ints = {
+        name: int(rng.integers(lo, hi + 1))
+        for name, (lo, hi) in RANDOM_RANGES.items()
+        if name != "length_threshold"
+    }
+    lo, hi = RANDOM_RANGES["length_threshold"]
+    length = round(float(rng.uniform(lo, hi)), 2)
+    return VtracerParams(colormode=colormode, mode=mode, length_threshold=length, **ints)
+
+
+def draw_params(track: Track, rng: np.random.Generator, count: int) -> list[VtracerParams]:
+    """``count`` parameter sets for one image: the default, or random draws."""
+    if track == "default":
+        return [DEFAULT_PARAMS] * count
+    return [random_params(rng) for _ in range(count)]
+
+
+# --- the four steps ------------------------------------------------------------
+
+
+def composite_white(image: Image.Image) -> np.ndarray:
+    """RGBA over an opaque white background, as 8-bit RGB (steps 1 and 3)."""
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Step 1: the original as ``H x W x 3`` uint8.
+
+    Raises:
+        UnreadableImage: Empty, not an image, truncated, or over ``max_pixels``.
+    """
+    if Path(path).stat().st_size == 0:
+        raise UnreadableImage("empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UnreadableImage(
+                    f"image is {width}x{height}, over the limit of {max_pixels} pixels"
+                )
+            image.load()
+            return composite_white(image)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(f"not a readable image: {exc}") from exc
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of the original; compression level 1 (lossless, just faster)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def vectorize(pixels: np.ndarray, params: VtracerParams) -> str:
+    """Step 2: vtracer with all eleven params passed explicitly."""
+    return vtracer.convert_raw_image_to_svg(
+        encode_png(pixels), img_format="png", **params.as_dict()
+    )
+
+
+def render(svg: str, width: int, height: int) -> np.ndarray:
+    """Step 3: resvg at the original size, composited over white."""
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=width, height=height)
+    with Image.open(io.BytesIO(bytes(png))) as image:
+        return composite_white(image)
+
+
+@dataclass
+class Label:
+    """One label and where its time went (seconds per step)."""
+
+    ssim: float
+    params: VtracerParams
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def label_pixels(pixels: np.ndarray, params: VtracerParams = DEFAULT_PARAMS) -> Label:
+    """Steps 2-4 on an already loaded original."""
+    t0 = time.perf_counter()
+    svg = vectorize(pixels, params)
+    t1 = time.perf_counter()
+    rendered = render(svg, pixels.shape[1], pixels.shape[0])
+    t2 = time.perf_counter()
+    score = ssim(pixels, rendered)
+    t3 = time.perf_counter()
+    return Label(score, params, {"vectorize": t1 - t0, "render": t2 - t1, "ssim": t3 - t2})
+
+
+def label_image(path: str | Path, params: VtracerParams = DEFAULT_PARAMS) -> float:
+    """The label of one image file: the SSIM it keeps through vtracer and resvg."""
+    return label_pixels(load_image(path), params).ssim
