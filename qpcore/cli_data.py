@@ -185,7 +185,7 @@ def info(manifests: tuple[Path, ...], hist: Path | None) -> None:
     for path in manifests:
         manifest = read_manifest(path, check_images=False)
         values = [s.ssim for s in manifest.samples]
-        series[str(path)] = values
+        series[f"{path.parent.name}/{path.name}"] = values
         rows = {"all": describe(values), **by_source(manifest.samples)}
         click.echo(f"{path} ({manifest.protocol or 'protocol not stated'})")
         click.echo(table(rows) + "\n")

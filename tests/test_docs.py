@@ -47,7 +47,13 @@ def test_every_config_key_is_documented() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "doc"), [("optimizer", "config.md"), ("scheduler", "config.md"), ("loss", "losses.md")]
+    ("kind", "doc"),
+    [
+        ("optimizer", "config.md"),
+        ("scheduler", "config.md"),
+        ("dataset", "data.md"),
+        ("loss", "losses.md"),
+    ],
 )
 def test_every_builtin_and_param_is_documented(kind: str, doc: str) -> None:
     text = (DOCS / doc).read_text()
