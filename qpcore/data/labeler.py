@@ -8,6 +8,8 @@ the dataset is byte-identical whatever the number of workers.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -155,7 +157,7 @@ class DatasetWriter:
         text = self.manifest.read_text(encoding="utf-8")
         torn = bool(text) and not text.endswith("\n")
         expected = {job.name: len(job.params) for job in jobs}
-        rows = list(iter_raw_rows(self.manifest))
+        rows = list(csv.DictReader(io.StringIO(text)))
         if torn and rows:
             rows.pop()  # the write a crash interrupted
         counts = Counter(row.get("image", "") for row in rows)
