@@ -35,10 +35,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+# The main job: train the packaged default run (data generated on first use).
 demo: $(STAMP)
-	@echo "The main job (qp train on the embedded default) arrives with the trainer;"
-	@echo "until then, this shows the run it will perform:"
-	$(BIN)/qp config show
+	$(BIN)/qp train
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -89,6 +89,10 @@ class HeadConfig(BaseModel):
     )
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each hidden layer.")
     batch_norm: bool = Field(True, description="BatchNorm after each hidden linear layer.")
+    params_input: bool = Field(
+        False,
+        description="Also feed the label's vtracer params to the head (random-track models).",
+    )
 
     @field_validator("hidden")
     @classmethod
@@ -105,6 +109,9 @@ class ModelConfig(BaseModel):
 
     backbone: ComponentRef = component(
         "backbone", "resnet50", "Feature extractor, by name, with its params."
+    )
+    features: list[ComponentRef] = component(
+        "backbone", [], "More feature extractors, their outputs concatenated after the backbone's."
     )
     head: HeadConfig = Field(default_factory=HeadConfig)
 
@@ -151,6 +158,10 @@ class TrainerConfig(BaseModel):
         None, ge=1, description="torch intra-op threads (null: torch's default)."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    augment: list[Literal["hflip", "vflip"]] = Field(
+        default_factory=list,
+        description="Random flips of training images (turns the feature cache off).",
+    )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 

@@ -108,12 +108,11 @@ def test_traceback_only_when_asked(tmp_path: Path) -> None:
     assert type(result.exception).__name__ == "ConfigFileError"
 
 
-def test_show_default_lists_components_not_installed() -> None:
+def test_show_default_resolves_every_component() -> None:
     code, out, _ = invoke("config", "show")
     assert code == 0
-    assert out.splitlines()[:1] == [
-        "# backbone 'resnet50' (at model.backbone) is not installed: shown as written",
-    ]
+    assert not out.startswith("#")  # nothing left unresolved
+    assert "  backbone:\n    name: vectorizer\n" in out
     assert "  cache_dir: null\n" in out  # the synthetic dataset, resolved
     assert "  ssim_weight: 1.0\n" in out  # the combined loss, resolved with its defaults
 

@@ -11,7 +11,7 @@ from qpcore import ConfigError, ConfigFileError
 from qpcore.config import RunConfig
 from qpcore.config_io import apply_overrides, dump_yaml, load_run_config, parse_config_text
 from qpcore.registry import Registry
-from qpcore.validate import resolve_config
+from qpcore.validate import resolve_config, unresolved_components
 
 GOOD = """\
 data: {name: test_rows, count: 4}
@@ -175,18 +175,19 @@ def test_scheduler_may_be_off(registry: Registry) -> None:
 
 
 def test_packaged_default_is_shown_as_far_as_components_exist() -> None:
-    # Only kinds with no plugin at all (datasets, backbones today) are tolerated.
-    cfg = load_run_config(None, registry=Registry.from_entrypoints(disabled=set()), strict=False)
+    # Only kinds with no plugin at all are tolerated: here, backbones switched off.
+    registry = Registry.from_entrypoints(disabled={"qp_backbones"})
+    cfg = load_run_config(None, registry=registry, strict=False)
     assert cfg.loss.name == "combined"
     assert cfg.loss.params is not None
     assert cfg.to_dict()["optimizer"]["betas"] == [0.9, 0.999]
     assert cfg.to_dict()["data"]["val_fraction"] == 0.15  # the synthetic dataset, resolved
-    assert cfg.model.backbone.name == "resnet50"  # not installed yet, kept as written
-    assert cfg.to_dict()["model"]["backbone"] == {
-        "name": "resnet50",
-        "weights": "imagenet",
-        "freeze": True,
-    }
+    assert cfg.model.backbone.name == "vectorizer"  # not installed here, kept as written
+    assert cfg.to_dict()["model"]["backbone"] == {"name": "vectorizer"}
+    assert unresolved_components(cfg) == [
+        ("model.backbone", "backbone", "vectorizer"),
+        ("model.features.0", "backbone", "image_stats"),
+    ]
 
 
 def test_run_config_defaults_need_no_plugins() -> None:

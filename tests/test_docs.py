@@ -53,6 +53,7 @@ def test_every_config_key_is_documented() -> None:
         ("scheduler", "config.md"),
         ("dataset", "data.md"),
         ("loss", "losses.md"),
+        ("backbone", "model.md"),
     ],
 )
 def test_every_builtin_and_param_is_documented(kind: str, doc: str) -> None:

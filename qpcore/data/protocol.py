@@ -211,3 +211,34 @@ def label_pixels(pixels: np.ndarray, params: VtracerParams = DEFAULT_PARAMS) -> 
 def label_image(path: str | Path, params: VtracerParams = DEFAULT_PARAMS) -> float:
     """The label of one image file: the SSIM it keeps through vtracer and resvg."""
     return label_pixels(load_image(path), params).ssim
+
+
+# --- params as a model input ---------------------------------------------------
+
+#: One-hot encoded categorical params, in a fixed order.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "colormode": ("color", "binary"),
+    "hierarchical": ("stacked", "cutout"),
+    "mode": ("spline", "polygon", "none"),
+}
+
+#: Names of the entries of :func:`encode_params`' vector.
+ENCODED_PARAM_NAMES: tuple[str, ...] = (
+    *RANDOM_RANGES,
+    *(f"{name}={value}" for name, values in CATEGORIES.items() for value in values),
+)
+
+
+def encode_params(params: VtracerParams) -> np.ndarray:
+    """The params as the second input of a random-track model, as the spec says:
+    numeric params scaled to [0, 1] by the random track's ranges, categorical ones
+    one-hot. ``max_iterations`` is constant on both tracks, so it carries nothing."""
+    numeric = [
+        (float(getattr(params, name)) - lo) / (hi - lo) for name, (lo, hi) in RANDOM_RANGES.items()
+    ]
+    onehot = [
+        1.0 if getattr(params, name) == value else 0.0
+        for name, values in CATEGORIES.items()
+        for value in values
+    ]
+    return np.asarray(numeric + onehot, dtype=np.float32)

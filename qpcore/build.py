@@ -1,0 +1,88 @@
+"""Turn a resolved config into live objects: the model, the loss, the optimizer.
+
+The trainer and the predictor both build through here, so a checkpoint's config
+rebuilds exactly the model that wrote it.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from qpcore.backbone import Backbone
+from qpcore.config import ComponentRef, RunConfig
+from qpcore.errors import QPError
+from qpcore.model import QualityModel
+from qpcore.registry import Registry
+
+
+def build_backbone(ref: ComponentRef, registry: Registry, at: str) -> Backbone:
+    """One backbone by name; refuses a plugin that returns something else."""
+    spec = registry.get("backbone", ref.name, at=at)
+    backbone = spec.factory(ref.params)
+    if not isinstance(backbone, Backbone):
+        raise QPError(
+            f"backbone {ref.name!r} returned {type(backbone).__name__}, "
+            "not a qpcore.backbone.Backbone"
+        )
+    return backbone
+
+
+def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
+    refs = [cfg.model.backbone, *cfg.model.features]
+    names = ["model.backbone", *(f"model.features.{i}" for i in range(len(cfg.model.features)))]
+    backbones = [build_backbone(ref, registry, at) for ref, at in zip(refs, names, strict=True)]
+    head = cfg.model.head
+    return QualityModel(backbones, head.hidden, head.dropout, head.batch_norm, head.params_input)
+
+
+def build_loss(cfg: RunConfig, registry: Registry) -> nn.Module:
+    spec = registry.get("loss", cfg.loss.name, at="loss")
+    loss = spec.factory(cfg.loss.params)
+    if not isinstance(loss, nn.Module):
+        raise QPError(f"loss {cfg.loss.name!r} returned {type(loss).__name__}, not an nn.Module")
+    return loss
+
+
+def build_optimizer(
+    cfg: RunConfig, registry: Registry, model: nn.Module, loss: nn.Module
+) -> torch.optim.Optimizer:
+    """Only what trains goes in: a frozen backbone stays out, the loss's own
+    parameters (uncertainty weighting) go in without weight decay."""
+    groups: list[dict[str, Any]] = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    loss_params = [p for p in loss.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "weight_decay": 0.0})
+    spec = registry.get("optimizer", cfg.optimizer.name, at="optimizer")
+    return cast(torch.optim.Optimizer, spec.factory(groups, cfg.optimizer.params))
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide what a checkpoint computes."""
+    found = {"python": platform.python_version(), "torch": torch.__version__}
+    for dist in ("qpcore", "torchvision", "numpy", "opencv-python-headless", "vtracer"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: cuda, then mps, then cpu. An unavailable device asked for by name
+    is an error rather than a silent fallback."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise QPError(f"trainer.device={name}, but CUDA is not available here (use auto or cpu)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise QPError("trainer.device=mps, but MPS is not available here (use auto or cpu)")
+    return torch.device(name)

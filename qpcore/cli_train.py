@@ -1,0 +1,136 @@
+"""``qp train`` and ``qp predict``: thin wrappers around the trainer and predictor."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qpcore.config_io import load_run_config
+from qpcore.data.protocol import UnreadableImage
+from qpcore.errors import QPError
+from qpcore.predictor import load_predictor, to_params, to_pixels
+from qpcore.registry import default_registry
+from qpcore.trainer import Trainer, new_run_dir
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. --set trainer.epochs=5 (repeatable).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, path_type=Path),
+    help="Continue the run in this folder (or from this checkpoint) where it stopped.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+def train(file: Path | None, overrides: tuple[str, ...], resume: Path | None, quiet: bool) -> None:
+    """Train a model on FILE's run config (default: the packaged default run).
+
+    Writes a run folder with metrics.jsonl, results.json, config.yaml and the
+    checkpoints last.pt, best.pt and epoch-N.pt; prints the best weights'
+    validation Pearson, Spearman and MAE and the folder's path.
+    """
+    registry = default_registry()
+    if resume is not None:
+        if file is not None or overrides:
+            raise QPError("--resume continues a run with its own config: give no FILE or --set")
+        trainer = Trainer.resume(resume, registry, quiet=quiet)
+    else:
+        cfg = load_run_config(file, overrides, registry)
+        run_dir = new_run_dir(cfg.output.dir, cfg.output.name)
+        if (run_dir / "last.pt").exists():
+            raise QPError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                "or pick another output.name"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from qpcore.config_io import dump_yaml
+
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+        trainer = Trainer(cfg, registry, run_dir, quiet=quiet)
+    results = trainer.fit()
+    split = "val" if "val" in results else None
+    if split:
+        scores = results[split]
+        click.echo(
+            f"{split} ({scores['rows']} rows, best epoch {results['best_epoch']}): "
+            f"Pearson {_num(scores['pearson'])}  Spearman {_num(scores['spearman'])}  "
+            f"MAE {_num(scores['mae'])}"
+        )
+    if results.get("stop_reason"):
+        click.echo(results["stop_reason"])
+    click.echo(f"run folder: {results['run_dir']}")
+
+
+def _num(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--params",
+    "params_json",
+    help="vtracer params as JSON, e.g. '{\"color_precision\": 4}' (random-track models).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+def predict(
+    checkpoint: Path, images: tuple[Path, ...], params_json: str | None, fmt: str, batch_size: int
+) -> None:
+    """Predict the SSIM each IMAGE keeps when vectorized, with CHECKPOINT's model.
+
+    An image that cannot be read gets an empty prediction and the reason; the
+    others are predicted. Exit code 2 when no image could be predicted.
+    """
+    predictor = load_predictor(checkpoint)
+    params = None
+    if params_json is not None:
+        if not predictor.takes_params:
+            raise QPError(
+                f"{checkpoint}: this model was trained on the default track and takes no --params"
+            )
+        try:
+            raw = json.loads(params_json)
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object")
+            params = to_params(raw)
+        except ValueError as exc:
+            raise QPError(f"--params: {exc}") from exc
+    rows: list[dict[str, Any]] = []
+    readable: list[tuple[int, Any]] = []
+    for i, path in enumerate(images):
+        rows.append({"image": str(path), "predicted_ssim": None, "error": ""})
+        try:
+            readable.append((i, to_pixels(path)))
+        except (UnreadableImage, OSError, ValueError) as exc:
+            rows[i]["error"] = str(exc) or type(exc).__name__
+    if readable:
+        values = predictor.predict([p for _, p in readable], params, batch_size)
+        for (i, _), value in zip(readable, values, strict=True):
+            rows[i]["predicted_ssim"] = round(float(value), 6)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, ["image", "predicted_ssim", "error"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    if not readable:
+        click.echo("Error: no image could be read", err=True)
+        sys.exit(2)

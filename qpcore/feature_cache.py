@@ -1,0 +1,153 @@
+"""Images to backbone inputs, and the on-disk cache of frozen backbones' features.
+
+A frozen backbone gives an image the same features every epoch, so recomputing
+them (the seed's design) spends nearly all of training in the backbone. Features
+are computed once per (images, backbone) and stored under the cache root, keyed
+by the images' bytes and the backbone's :meth:`~qpcore.backbone.Backbone.identity`
+(its knobs, preprocessing, code version and weights): a changed image or a
+changed backbone is a new key, never a stale hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from qpcore.backbone import Backbone
+from qpcore.data.protocol import UnreadableImage, load_image
+from qpcore.errors import QPError
+
+Augment = Sequence[str]
+
+
+def flip(pixels: np.ndarray, augment: Augment, rng: np.random.Generator) -> np.ndarray:
+    """Random horizontal/vertical flips: the vectorized quality of a flipped icon
+    is the same, so the label stays valid."""
+    if "hflip" in augment and rng.random() < 0.5:
+        pixels = pixels[:, ::-1]
+    if "vflip" in augment and rng.random() < 0.5:
+        pixels = pixels[::-1]
+    return np.ascontiguousarray(pixels)
+
+
+class ImageInputs(Dataset):
+    """Decodes image files and preprocesses them for the model's backbones.
+
+    Flips, when asked, are drawn from ``(seed, epoch, index)``, so an epoch sees
+    the same flips whatever the worker count, and again after a resume.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        preprocess: Callable[[np.ndarray], tuple[Tensor, ...]],
+        augment: Augment = (),
+        seed: int = 0,
+    ) -> None:
+        self.paths = list(paths)
+        self.preprocess = preprocess
+        self.augment = tuple(augment)
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        path = self.paths[index]
+        try:
+            pixels = load_image(path)
+        except (UnreadableImage, OSError) as exc:
+            raise QPError(f"{path}: {exc}") from exc
+        if self.augment:
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            pixels = flip(pixels, self.augment, rng)
+        return self.preprocess(pixels)
+
+
+def compute_features(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: torch.device | None = None,
+    desc: str = "features",
+) -> np.ndarray:
+    """``[len(paths), num_features]`` float32 features, no cache involved."""
+    device = device or torch.device("cpu")
+    dataset = ImageInputs(paths, lambda pixels: (backbone.preprocess(pixels),))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    backbone.to(device).eval()
+    out = np.empty((len(paths), backbone.num_features), dtype=np.float32)
+    done = 0
+    with torch.no_grad(), tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
+        for (batch,) in loader:
+            values = backbone(batch.to(device)).flatten(1).float().cpu().numpy()
+            out[done : done + len(values)] = values
+            done += len(values)
+            bar.update(len(values))
+    return out
+
+
+def content_digest(paths: Sequence[Path]) -> str:
+    """One digest of the images' bytes, in order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+        except OSError as exc:
+            raise QPError(f"{path}: cannot read image ({exc})") from exc
+    return digest.hexdigest()[:24]
+
+
+def cached_features(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    root: Path,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: torch.device | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Features of ``paths`` (one row per path, repeats allowed) from the cache,
+    computing and storing the missing set. Returns ``(features, hit)``."""
+    unique = list(dict.fromkeys(Path(p) for p in paths))
+    where = {path: i for i, path in enumerate(unique)}
+    folder = (
+        root / "features" / f"{backbone.describe().get('name', 'backbone')}-{backbone.identity()}"
+    )
+    file = folder / f"{content_digest(unique)}.npy"
+    table: np.ndarray | None = None
+    if file.is_file():
+        try:
+            table = np.load(file, allow_pickle=False)
+        except (OSError, ValueError):
+            table = None  # a damaged entry is recomputed, not trusted
+        if table is not None and table.shape != (len(unique), backbone.num_features):
+            table = None
+    hit = table is not None
+    if table is None:
+        name = backbone.describe().get("name", "backbone")
+        table = compute_features(backbone, unique, batch_size, num_workers, device, desc=name)
+        _save_atomic(file, table)
+    return table[[where[Path(p)] for p in paths]], hit
+
+
+def _save_atomic(file: Path, array: np.ndarray) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Cheap image features that predict the vectorization label."""

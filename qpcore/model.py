@@ -1,0 +1,112 @@
+"""The quality model: backbones whose features are concatenated, then an MLP head.
+
+The head is the seed's (Linear, BatchNorm, ReLU, dropout per hidden layer, Kaiming
+init, a sigmoid output since an SSIM lies in [0, 1]). Two additions: features are
+standardised by statistics of the training set stored as buffers (hand-made
+statistics span many orders of magnitude, which an unscaled first layer would
+drown in), and an optional second input carries the label's vtracer params, so a
+model trained on the random track predicts the quality of one image under any
+setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from qpcore.backbone import Backbone
+from qpcore.data.protocol import ENCODED_PARAM_NAMES
+
+
+class Head(nn.Module):
+    """The MLP: ``in_features -> hidden... -> 1``, sigmoid output."""
+
+    def __init__(
+        self, in_features: int, hidden: Sequence[int], dropout: float, batch_norm: bool
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in hidden:
+            layers.append(nn.Linear(width, size))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(nn.ReLU(inplace=True))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.layers = nn.Sequential(*layers)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.layers(x)).squeeze(-1)
+
+
+class QualityModel(nn.Module):
+    """Backbones + head.
+
+    Args:
+        backbones: Feature extractors, their outputs concatenated in this order.
+        hidden, dropout, batch_norm: The head's shape.
+        params_input: Feed the encoded vtracer params to the head as well.
+    """
+
+    def __init__(
+        self,
+        backbones: Sequence[Backbone],
+        hidden: Sequence[int],
+        dropout: float,
+        batch_norm: bool,
+        params_input: bool,
+    ) -> None:
+        super().__init__()
+        self.backbones = nn.ModuleList(backbones)
+        self.num_features = sum(b.num_features for b in backbones)
+        self.params_input = params_input
+        self.params_dim = len(ENCODED_PARAM_NAMES) if params_input else 0
+        self.register_buffer("feature_mean", torch.zeros(self.num_features))
+        self.register_buffer("feature_std", torch.ones(self.num_features))
+        self.head = Head(self.num_features + self.params_dim, hidden, dropout, batch_norm)
+
+    @property
+    def backbones_trainable(self) -> bool:
+        return any(b.trainable for b in self.backbones)
+
+    def preprocess(self, pixels: np.ndarray) -> tuple[Tensor, ...]:
+        """One decoded image to the input tuple of every backbone."""
+        return tuple(b.preprocess(pixels) for b in self.backbones)
+
+    def features(self, inputs: Sequence[Tensor]) -> Tensor:
+        """``[B, num_features]``: every backbone's output, concatenated."""
+        outs = [b(x).flatten(1).float() for b, x in zip(self.backbones, inputs, strict=True)]
+        return torch.cat(outs, dim=1)
+
+    def set_feature_stats(self, features: Tensor) -> None:
+        """Standardise by the mean and spread of these (training) features.
+
+        A constant feature gets spread 1, so it maps to 0 instead of dividing by 0.
+        """
+        mean = features.mean(0)
+        std = features.std(0, unbiased=False)
+        std = torch.where(std > 1e-6 * (1 + mean.abs()), std, torch.ones_like(std))
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
+    def predict_features(self, features: Tensor, params: Tensor | None = None) -> Tensor:
+        """Predictions ``[B]`` from precomputed features (the cached path)."""
+        x = (features - self.feature_mean) / self.feature_std
+        if self.params_input:
+            if params is None:
+                raise ValueError("this model takes the vtracer params as a second input")
+            x = torch.cat([x, params.to(x.dtype)], dim=1)
+        return self.head(x)
+
+    def forward(self, inputs: list[Tensor], params: Tensor | None = None) -> Tensor:
+        return self.predict_features(self.features(inputs), params)

@@ -1,0 +1,151 @@
+"""Predictions from a checkpoint: ``load_predictor(path).predict(images)``.
+
+The predictor rebuilds the model from the checkpoint's own resolved config, so it
+computes exactly what training validated: same backbones, same preprocessing.
+Backbone weights stored by reference (a public set, or a file with its digest)
+are fetched again and checked against the digest recorded at training time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from qpcore.build import build_model, pick_device
+from qpcore.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from qpcore.data.protocol import DEFAULT_PARAMS, VtracerParams, composite_white, encode_params
+from qpcore.data.protocol import load_image as load_image_file
+from qpcore.errors import QPError
+from qpcore.model import QualityModel
+from qpcore.registry import Registry, default_registry
+from qpcore.validate import resolve_config
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]  # noqa: UP007 - a runtime alias
+ParamsLike = Union[VtracerParams, Mapping[str, Any], None]  # noqa: UP007
+
+
+def to_pixels(image: ImageLike) -> np.ndarray:
+    """Any supported image to ``H x W x 3`` uint8 RGB over white, as the label
+    protocol's step 1 does."""
+    if isinstance(image, (str, Path)):
+        return load_image_file(image)
+    if isinstance(image, Image.Image):
+        return composite_white(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"arrays must be uint8, got {image.dtype}")
+        if image.ndim == 2:
+            return np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] == 4:
+            return composite_white(Image.fromarray(image, "RGBA"))
+        if image.ndim == 3 and image.shape[2] == 3:
+            return np.ascontiguousarray(image)
+        raise ValueError(f"expected H x W, H x W x 3 or H x W x 4, got shape {image.shape}")
+    raise TypeError(f"cannot predict a {type(image).__name__}; give a path, PIL image or array")
+
+
+def to_params(params: ParamsLike) -> VtracerParams:
+    if params is None:
+        return DEFAULT_PARAMS
+    if isinstance(params, VtracerParams):
+        return params
+    unknown = set(params) - set(VtracerParams.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown vtracer params: {', '.join(sorted(unknown))}")
+    return VtracerParams.from_mapping(params)
+
+
+class Predictor:
+    """A trained model, ready to predict.
+
+    Attributes:
+        meta: The checkpoint's metadata (config, protocol, versions, metrics).
+        model: The model, in eval mode.
+    """
+
+    def __init__(self, model: QualityModel, meta: CheckpointMeta, device: torch.device) -> None:
+        self.model = model.eval().to(device)
+        self.meta = meta
+        self.device = device
+
+    @property
+    def takes_params(self) -> bool:
+        return self.model.params_input
+
+    def features(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
+        inputs = [self.model.preprocess(p) for p in pixels]
+        batch = [torch.stack(column).to(self.device) for column in zip(*inputs, strict=True)]
+        with torch.no_grad():
+            return self.model.features(batch)
+
+    def _head(self, features: torch.Tensor, settings: Sequence[VtracerParams]) -> np.ndarray:
+        params = None
+        if self.takes_params:
+            params = torch.from_numpy(np.stack([encode_params(s) for s in settings]))
+            params = params.to(self.device)
+        with torch.no_grad():
+            return self.model.predict_features(features, params).float().cpu().numpy()
+
+    def predict(
+        self, images: Iterable[ImageLike], params: ParamsLike = None, batch_size: int = 32
+    ) -> np.ndarray:
+        """Predicted SSIM of each image (under ``params`` for random-track models)."""
+        setting = to_params(params)
+        pixels = [to_pixels(image) for image in images]
+        out = [np.zeros(0, np.float32)]
+        for start in range(0, len(pixels), batch_size):
+            chunk = pixels[start : start + batch_size]
+            out.append(self._head(self.features(chunk), [setting] * len(chunk)))
+        return np.concatenate(out)
+
+    def predict_settings(self, image: ImageLike, settings: Sequence[ParamsLike]) -> np.ndarray:
+        """One image under many vtracer settings: features once, the head batched."""
+        if not self.takes_params:
+            raise QPError("this model was trained on one setting; it does not take params")
+        resolved = [to_params(s) for s in settings]
+        features = self.features([to_pixels(image)])
+        return self._head(features.expand(len(resolved), -1), resolved)
+
+
+def load_predictor(
+    path: str | Path, registry: Registry | None = None, device: str = "cpu"
+) -> Predictor:
+    """Load a checkpoint written by ``qp train`` for inference.
+
+    Raises:
+        CheckpointError: Not a (readable) qpcore checkpoint.
+        QPError: A referenced backbone's weights are missing or differ.
+    """
+    meta, payload = load_checkpoint(path)
+    registry = registry or default_registry()
+    config = copy.deepcopy(meta.config)
+    refs = [config["model"]["backbone"], *config["model"].get("features", [])]
+    if len(refs) != len(meta.backbones):
+        raise CheckpointError(f"{path}: backbone records do not match its config")
+    for ref, record in zip(refs, meta.backbones, strict=True):
+        # Embedded weights replace whatever the config named: do not fetch those.
+        if record.reference is None and isinstance(ref, dict) and "weights" in ref:
+            ref["weights"] = "none"
+    cfg = resolve_config(config, registry, source=f"{path} (its config)")
+    model = build_model(cfg, registry)
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    referenced = [f"backbones.{i}." for i, r in enumerate(meta.backbones) if r.reference]
+    missing = [k for k in missing if not any(k.startswith(p) for p in referenced)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not fit the model its config builds "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    for i, (backbone, record) in enumerate(zip(model.backbones, meta.backbones, strict=True)):
+        if record.reference and backbone.identity() != record.identity:
+            raise QPError(
+                f"{path}: backbone {i} ({record.describe.get('name')}) now computes something "
+                f"else than at training time; its weights {record.reference} have changed"
+            )
+    return Predictor(model, meta, pick_device(device))

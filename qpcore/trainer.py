@@ -1,0 +1,649 @@
+"""The training loop: one resolved config in, a run folder with checkpoints out.
+
+Design points:
+
+* With frozen backbones the features come from :mod:`qpcore.feature_cache` and an
+  epoch trains only the head, on tensors; otherwise images are decoded and
+  preprocessed by a ``DataLoader`` every epoch.
+* A resumed run ends with the same weights as one never interrupted: shuffling
+  draws from a generator seeded by ``(seed, epoch)``, the global RNG states are
+  saved with every checkpoint, and ``last.pt`` is written atomically after every
+  epoch, before anything else can fail.
+* Metrics are computed over whole epochs (a Pearson per batch is noise), written
+  to ``metrics.jsonl`` one object per line; an undefined statistic is ``null``.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pluggy
+import torch
+from scipy import stats
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from qpcore import hookspecs
+from qpcore.build import build_loss, build_model, build_optimizer, pick_device, versions
+from qpcore.checkpoint import BackboneRecord, CheckpointMeta, load_checkpoint, save_checkpoint
+from qpcore.config import RunConfig
+from qpcore.data.dataset import LabelledData, cache_root
+from qpcore.data.manifest import Sample
+from qpcore.data.protocol import PROTOCOL, encode_params
+from qpcore.epoch_metrics import metric_mode
+from qpcore.errors import QPError
+from qpcore.feature_cache import ImageInputs, cached_features
+from qpcore.loss_output import split_loss_output
+from qpcore.registry import Registry
+from qpcore.schedulers import ScheduledLR, build_scheduler
+from qpcore.validate import resolve_config
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+    """MAE, MSE, Pearson and Spearman; a correlation is ``None`` where it is
+    undefined (fewer than two rows, or a constant side) instead of NaN."""
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if len(pred) == 0:
+        return {"mae": None, "mse": None, "pearson": None, "spearman": None}
+    err = pred - target
+    out: dict[str, float | None] = {
+        "mae": float(np.abs(err).mean()),
+        "mse": float((err**2).mean()),
+        "pearson": None,
+        "spearman": None,
+    }
+    if len(pred) >= 2 and np.ptp(pred) > 0 and np.ptp(target) > 0:
+        out["pearson"] = float(stats.pearsonr(pred, target)[0])
+        out["spearman"] = float(stats.spearmanr(pred, target)[0])
+    return out
+
+
+@dataclass
+class Rows:
+    """One split, ready for the loop."""
+
+    samples: list[Sample]
+    labels: Tensor
+    params: Tensor
+    features: Tensor | None = None
+
+    @classmethod
+    def of(cls, samples: list[Sample]) -> Rows:
+        labels = torch.tensor([s.ssim for s in samples], dtype=torch.float32)
+        params = torch.from_numpy(
+            np.stack([encode_params(s.params) for s in samples])
+            if samples
+            else np.zeros((0, 0), np.float32)
+        )
+        return cls(samples, labels, params)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+@dataclass
+class RunState:
+    """What a resume needs besides weights and optimizer state."""
+
+    epoch: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    stop_value: float | None = None
+    stale_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None
+
+
+def _better(value: float | None, best: float | None, mode: str, min_delta: float) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def new_run_dir(base: Path, name: str | None) -> Path:
+    """``base/name``, or a timestamp that does not exist yet."""
+    if name:
+        return base / name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder, n = base / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = base / f"{stamp}-{n}"
+    return folder
+
+
+class Trainer:
+    """Trains one run. ``run`` objects passed to monitor hooks are this object:
+    ``cfg``, ``run_dir``, ``model``, ``state`` and ``device`` are public.
+
+    Args:
+        cfg: A resolved config (see :func:`qpcore.validate.resolve_config`).
+        registry: Where components are looked up.
+        run_dir: The run folder (created).
+        monitors: Extra hook objects (the config's monitors are added to them).
+        quiet: No progress bars or per-epoch lines.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        registry: Registry,
+        run_dir: Path,
+        monitors: Iterable[object] = (),
+        quiet: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet
+        self.state = RunState()
+        self.hooks = pluggy.PluginManager(hookspecs.PROJECT)
+        self.hooks.add_hookspecs(hookspecs)
+        for ref in cfg.monitors:
+            spec = registry.get("monitor", ref.name, at="monitors")
+            self.hooks.register(spec.factory(ref.params))
+        for monitor in monitors:
+            self.hooks.register(monitor)
+        self._resume: dict[str, Any] | None = None
+
+    # --- set-up ------------------------------------------------------------
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | Path,
+        registry: Registry,
+        monitors: Iterable[object] = (),
+        quiet: bool = False,
+    ) -> Trainer:
+        """A trainer that continues the run of ``path`` (a run folder or a
+        checkpoint) from its last completed epoch."""
+        path = Path(path)
+        file = path / LAST if path.is_dir() else path
+        meta, payload = load_checkpoint(file)
+        if "training" not in payload:
+            raise QPError(f"{file}: holds weights only, no training state to resume from")
+        cfg = resolve_config(meta.config, registry, source=str(file))
+        trainer = cls(cfg, registry, file.parent, monitors, quiet)
+        trainer._resume = payload
+        return trainer
+
+    def _seed(self) -> None:
+        seed = self.cfg.trainer.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if self.cfg.trainer.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+
+    def _load_data(self) -> tuple[LabelledData, dict[str, Rows]]:
+        ref = self.cfg.data
+        spec = self.registry.get("dataset", ref.name, at="data")
+        data = spec.factory(ref.params)
+        if not isinstance(data, LabelledData):
+            raise QPError(f"dataset {ref.name!r} returned {type(data).__name__}, not LabelledData")
+        if data.protocol not in (None, PROTOCOL):
+            raise QPError(f"{data.origin}: labels follow {data.protocol!r}, not {PROTOCOL}")
+        splits = {name: Rows.of(rows) for name, rows in data.split(ref.params).items()}
+        train = splits["train"]
+        if len(train) == 0:
+            raise QPError(f"{data.origin}: the training split is empty")
+        if len(train) < 2 and self.cfg.model.head.batch_norm:
+            raise QPError(
+                f"{data.origin}: the training split has 1 row; BatchNorm needs at least 2 "
+                "(add data, or set model.head.batch_norm=false)"
+            )
+        if float(train.labels.max() - train.labels.min()) == 0.0:
+            raise QPError(
+                f"{data.origin}: every training label is {float(train.labels[0]):.6f}; "
+                "constant labels teach nothing (and make correlations undefined)"
+            )
+        watched = {self.cfg.trainer.checkpoint.monitor, self.cfg.trainer.early_stopping.monitor}
+        if len(splits["val"]) == 0 and any(m.startswith("val_") for m in watched):
+            raise QPError(
+                f"{data.origin}: the validation split is empty, but the run watches "
+                f"{', '.join(sorted(watched))}; raise data.val_fraction or watch train_* metrics"
+            )
+        return data, splits
+
+    def _prepare_features(self, splits: dict[str, Rows]) -> bool:
+        """Fill ``Rows.features`` when every backbone is frozen and nothing
+        changes images between epochs; returns whether the cache is in use."""
+        model = self.model
+        if model.backbones_trainable:
+            return False
+        if self.cfg.trainer.augment:
+            self._say(
+                f"trainer.augment={list(self.cfg.trainer.augment)} changes the images every "
+                "epoch, so the feature cache is off: backbones run on every batch"
+            )
+            return False
+        root = cache_root()
+        paths = [s.image for rows in splits.values() for s in rows.samples]
+        tables, hits = [], []
+        for backbone in model.backbones:
+            table, hit = cached_features(
+                backbone,
+                paths,
+                root,
+                num_workers=self.cfg.trainer.num_workers,
+                device=self.device,
+            )
+            tables.append(table)
+            hits.append(hit)
+        features = torch.from_numpy(np.concatenate(tables, axis=1))
+        start = 0
+        for rows in splits.values():
+            rows.features = features[start : start + len(rows)]
+            start += len(rows)
+        state = "reused" if all(hits) else "computed"
+        self._say(f"features of {len(set(paths))} images {state} (cache: {root / 'features'})")
+        return True
+
+    # --- the loop ----------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or early stop) and return the final results."""
+        tcfg = self.cfg.trainer
+        if tcfg.num_threads:
+            torch.set_num_threads(tcfg.num_threads)
+        self._seed()
+        self.device = pick_device(tcfg.device)
+        self.data, self.splits = self._load_data()
+        self.model = build_model(self.cfg, self.registry)
+        self.cached = self._prepare_features(self.splits)
+        if self.cached:
+            train_features = self.splits["train"].features
+            assert train_features is not None
+            self.model.set_feature_stats(train_features)
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.loss = build_loss(self.cfg, self.registry).to(self.device)
+        self.optimizer = build_optimizer(self.cfg, self.registry, self.model, self.loss)
+        steps = math.ceil(len(self._batches(0)) / tcfg.accumulate)
+        self.scheduler: ScheduledLR | None = None
+        if self.cfg.scheduler is not None:
+            spec = self.registry.get("scheduler", self.cfg.scheduler.name, at="scheduler")
+            self.scheduler = build_scheduler(
+                spec, self.cfg.scheduler.params, self.optimizer, tcfg.epochs, steps
+            )
+        if self._resume is not None:
+            self._restore(self._resume)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_history()
+        self.hooks.hook.qp_on_fit_start(run=self)
+        try:
+            for epoch in range(self.state.epoch + 1, tcfg.epochs + 1):
+                if self._epoch(epoch):
+                    break
+            results = self._finish()
+        except BaseException as error:
+            self.hooks.hook.qp_on_exception(run=self, error=error)
+            if isinstance(error, KeyboardInterrupt):
+                self._say(
+                    f"interrupted; {self.state.epoch} epochs are safe in {self.run_dir / LAST}. "
+                    f"Continue with: qp train --resume {self.run_dir}"
+                )
+            raise
+        self.hooks.hook.qp_on_fit_end(run=self, results=results)
+        return results
+
+    def _epoch(self, epoch: int) -> bool:
+        """Train and validate one epoch; returns whether to stop."""
+        started = time.perf_counter()
+        self.hooks.hook.qp_on_epoch_start(run=self, epoch=epoch)
+        if hasattr(self.loss, "set_epoch"):
+            self.loss.set_epoch(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
+        metrics.update(self._run_split("train", epoch))
+        if len(self.splits["val"]):
+            metrics.update(self._run_split("val", epoch))
+        metrics["time_s"] = round(time.perf_counter() - started, 4)
+        stop = self._after_epoch(epoch, metrics)
+        self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return stop
+
+    def _after_epoch(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        tcfg, state = self.cfg.trainer, self.state
+        finite = all(
+            v is None or math.isfinite(v) for k, v in metrics.items() if isinstance(v, float)
+        )
+        if not finite and tcfg.early_stopping.check_finite:
+            state.stop_reason = (
+                f"non-finite metrics at epoch {epoch}; weights of epoch {state.epoch} kept"
+            )
+            state.history.append(metrics)
+            self._write_history()
+            self._say(state.stop_reason)
+            return True
+        # An undefined Pearson (constant predictions) counts as no correlation.
+        watched = {
+            k: (0.0 if v is None and k.endswith("pearson") else v) for k, v in metrics.items()
+        }
+        if self.scheduler is not None:
+            self.scheduler.step_epoch(watched)
+        state.epoch = epoch
+        state.history.append(metrics)
+        ckpt = self.cfg.trainer.checkpoint
+        improved = _better(
+            watched.get(ckpt.monitor), state.best_value, metric_mode(ckpt.monitor), 0
+        )
+        if improved:
+            state.best_value, state.best_epoch = watched[ckpt.monitor], epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        stop_cfg = tcfg.early_stopping
+        if _better(
+            watched.get(stop_cfg.monitor),
+            state.stop_value,
+            metric_mode(stop_cfg.monitor),
+            stop_cfg.min_delta,
+        ):
+            state.stop_value, state.stale_epochs = watched[stop_cfg.monitor], 0
+        else:
+            state.stale_epochs += 1
+        stop = stop_cfg.enabled and state.stale_epochs > stop_cfg.patience
+        if stop:
+            state.stop_reason = (
+                f"early stop: {stop_cfg.monitor} did not improve for {state.stale_epochs} epochs"
+            )
+        self._save(LAST, epoch, metrics)
+        if improved:
+            self._save(BEST, epoch, metrics)
+        if ckpt.every and epoch % ckpt.every == 0:
+            self._save(f"epoch-{epoch:04d}.pt", epoch, metrics)
+            self._prune(ckpt.keep_last)
+        self._append_metrics(metrics)
+        self._report(metrics)
+        return stop
+
+    def _batches(self, epoch: int, split: str = "train") -> list[Tensor]:
+        rows = self.splits[split]
+        size = self.cfg.trainer.batch_size
+        if split != "train":
+            return list(torch.arange(len(rows)).split(size))
+        generator = torch.Generator().manual_seed(self.cfg.trainer.seed * 100_003 + epoch)
+        batches = list(torch.randperm(len(rows), generator=generator).split(size))
+        # BatchNorm cannot train on one row: a lone last row waits for the next epoch.
+        if len(batches) > 1 and len(batches[-1]) == 1 and self.cfg.model.head.batch_norm:
+            batches.pop()
+        return batches
+
+    def _inputs(self, split: str, batches: list[Tensor], epoch: int) -> Iterator[Any]:
+        rows = self.splits[split]
+        if rows.features is not None:
+            for index in batches:
+                yield rows.features[index]
+            return
+        augment = self.cfg.trainer.augment if split == "train" else ()
+        dataset = ImageInputs(
+            [s.image for s in rows.samples], self.model.preprocess, augment, self.cfg.trainer.seed
+        )
+        dataset.epoch = epoch
+        loader = DataLoader(
+            dataset,
+            batch_sampler=[index.tolist() for index in batches],
+            num_workers=self.cfg.trainer.num_workers,
+        )
+        yield from loader
+
+    def _forward(self, inputs: Any, params: Tensor) -> Tensor:
+        params = params.to(self.device)
+        cuda = self.device.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+        with autocast:
+            if isinstance(inputs, Tensor):
+                pred = self.model.predict_features(inputs.to(self.device), params)
+            else:
+                tensors = [
+                    x.to(self.device, memory_format=torch.channels_last)
+                    if cuda and x.dim() == 4
+                    else x.to(self.device)
+                    for x in inputs
+                ]
+                pred = self.model(tensors, params)
+        return pred.float()
+
+    def _run_split(self, split: str, epoch: int) -> dict[str, float | None]:
+        training = split == "train"
+        rows = self.splits[split]
+        batches = self._batches(epoch, split)
+        self.model.train(training)
+        self.loss.train(training)
+        accumulate = self.cfg.trainer.accumulate
+        preds, targets, loss_sum, count = [], [], 0.0, 0
+        grad = torch.enable_grad() if training else torch.no_grad()
+        with grad:
+            self.optimizer.zero_grad(set_to_none=True)
+            bar = self._bar(len(batches), f"epoch {epoch} {split}")
+            for b, (index, inputs) in enumerate(
+                zip(batches, self._inputs(split, batches, epoch), strict=True)
+            ):
+                target = rows.labels[index].to(self.device)
+                pred = self._forward(inputs, rows.params[index])
+                total, _ = split_loss_output(self.loss(pred, target))
+                if training:
+                    group = min(accumulate, len(batches) - (b // accumulate) * accumulate)
+                    (total / group).backward()
+                    if (b + 1) % accumulate == 0 or b + 1 == len(batches):
+                        self._step()
+                value = float(total.detach())
+                loss_sum += value * len(index)
+                count += len(index)
+                preds.append(pred.detach().cpu())
+                targets.append(target.cpu())
+                if training:
+                    self.hooks.hook.qp_on_batch_end(
+                        run=self,
+                        epoch=epoch,
+                        batch=b,
+                        metrics={"loss": value, "lr": self.optimizer.param_groups[0]["lr"]},
+                    )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value:.4f}")
+            if bar is not None:
+                bar.close()
+        found = regression_metrics(torch.cat(preds).numpy(), torch.cat(targets).numpy())
+        return {
+            f"{split}_loss": loss_sum / max(count, 1),
+            f"{split}_mae": found["mae"],
+            f"{split}_mse": found["mse"],
+            f"{split}_pearson": found["pearson"],
+        }
+
+    def _step(self) -> None:
+        clip = self.cfg.trainer.grad_clip
+        if clip is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step_batch()
+
+    # --- results -----------------------------------------------------------
+
+    def _finish(self) -> dict[str, Any]:
+        """Score the best weights on val and test; write ``results.json``."""
+        if getattr(self, "best_state", None) is not None:
+            self.model.load_state_dict(self.best_state)
+        elif (self.run_dir / BEST).is_file():
+            _, payload = load_checkpoint(self.run_dir / BEST)
+            self.model.load_state_dict(payload["model"], strict=False)
+        results: dict[str, Any] = {
+            "run_dir": str(self.run_dir),
+            "epochs": self.state.epoch,
+            "best_epoch": self.state.best_epoch,
+            "stop_reason": self.state.stop_reason,
+            "feature_cache": self.cached,
+        }
+        for split in ("val", "test"):
+            if len(self.splits[split]):
+                results[split] = {"rows": len(self.splits[split]), **self.score(split)}
+        path = self.run_dir / "results.json"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        return results
+
+    def score(self, split: str) -> dict[str, float | None]:
+        """Metrics of the current weights on one split."""
+        self.model.eval()
+        rows = self.splits[split]
+        batches = self._batches(0, split)
+        with torch.no_grad():
+            preds = [
+                self._forward(inputs, rows.params[index]).cpu()
+                for index, inputs in zip(batches, self._inputs(split, batches, 0), strict=True)
+            ]
+        return regression_metrics(torch.cat(preds).numpy(), rows.labels.numpy())
+
+    # --- checkpoints and logs ----------------------------------------------
+
+    def backbone_records(self) -> list[BackboneRecord]:
+        return [
+            BackboneRecord(
+                describe=b.describe(), identity=b.identity(), reference=b.weights_reference()
+            )
+            for b in self.model.backbones
+        ]
+
+    def model_state(self) -> dict[str, Tensor]:
+        """Weights to store: a backbone found again by reference is left out."""
+        if not hasattr(self, "_records"):
+            self._records = self.backbone_records()
+        skip = [f"backbones.{i}." for i, r in enumerate(self._records) if r.reference]
+        return {
+            k: v
+            for k, v in self.model.state_dict().items()
+            if not any(k.startswith(s) for s in skip)
+        }
+
+    def _save(self, name: str, epoch: int, metrics: Mapping[str, Any]) -> None:
+        model_state = self.model_state()
+        meta = CheckpointMeta(
+            config=self.cfg.to_dict(),
+            label_protocol=self.data.protocol or PROTOCOL,
+            backbones=self._records,
+            versions=versions(),
+            epoch=epoch,
+            metrics={k: v for k, v in metrics.items() if k != "epoch"},
+        )
+        training = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
+            "loss": self.loss.state_dict(),
+            "best_model": {
+                k: v for k, v in getattr(self, "best_state", {}).items() if k in model_state
+            },
+            "state": json.dumps(asdict(self.state)),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": json.dumps(_numpy_state()),
+                "python": json.dumps(_python_state()),
+            },
+        }
+        save_checkpoint(self.run_dir / name, meta, model_state, training)
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"], strict=False)
+        training = payload["training"]
+        self.optimizer.load_state_dict(training["optimizer"])
+        if self.scheduler is not None and training["scheduler"]:
+            self.scheduler.load_state_dict(training["scheduler"])
+        self.loss.load_state_dict(training["loss"])
+        self.state = RunState(**json.loads(training["state"]))
+        if training["best_model"]:
+            best = copy.deepcopy(self.model.state_dict())
+            best.update(training["best_model"])
+            self.best_state = best
+        rng = training["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(_numpy_from(json.loads(rng["numpy"])))
+        random.setstate(_python_from(json.loads(rng["python"])))
+        self._say(f"resuming {self.run_dir} after epoch {self.state.epoch}")
+
+    def _prune(self, keep: int) -> None:
+        periodic = sorted(self.run_dir.glob("epoch-*.pt"))
+        for old in periodic[:-keep]:
+            old.unlink(missing_ok=True)
+
+    def _write_history(self) -> None:
+        """``metrics.jsonl`` from the state: a resume drops lines of epochs the
+        checkpoint does not know (written after it, before the crash)."""
+        lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
+        tmp = self.run_dir / ".metrics.jsonl.tmp"
+        tmp.write_text(lines)
+        tmp.replace(self.run_dir / "metrics.jsonl")
+
+    def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+
+    # --- output --------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def _bar(self, total: int, desc: str) -> Any:
+        if self.quiet or self.cached:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, leave=False, unit="batch")
+
+    def _report(self, m: Mapping[str, Any]) -> None:
+        def fmt(key: str) -> str:
+            value = m.get(key)
+            return "-" if value is None else f"{value:.4f}"
+
+        self._say(
+            f"epoch {m['epoch']:>3}/{self.cfg.trainer.epochs}  loss {fmt('train_loss')}  "
+            f"val_loss {fmt('val_loss')}  val_mae {fmt('val_mae')}  "
+            f"val_pearson {fmt('val_pearson')}  lr {m['lr']:.2e}  {m['time_s']:.2f}s"
+        )
+
+
+def _numpy_state() -> list[Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
+
+
+def _numpy_from(state: Sequence[Any]) -> tuple[Any, ...]:
+    name, keys, pos, has_gauss, gauss = state
+    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
+
+
+def _python_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _python_from(state: Sequence[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
