@@ -4,8 +4,9 @@ The number any learned model must beat. A scikit-learn HistGradientBoostingRegre
 (random_state 0) is fitted on ``qpcore.features.stats.image_stats`` of the synthetic
 dataset's train split, split exactly as the trainer splits it, and scored on the
 synthetic val split and on the dev icons (real icons, evaluation only: never fitted on).
-On the random track the vtracer params are inputs too: numeric ones scaled to [0, 1] by
-the protocol's ranges, colormode and mode one-hot.
+On the random track the vtracer params are inputs too, encoded as the model sees them
+(``qpcore.data.protocol.encode_params``: numeric ones scaled to [0, 1] by the random
+track's ranges, categorical ones one-hot).
 
 Reports Pearson, Spearman and MAE per track and set, the feature cost per image and
 which statistics matter most (permutation importance on synthetic val). Runs offline
@@ -31,8 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEV = ROOT.parent / "shared" / "data" / "dev-icons"
 #: Dev Pearson the baseline is expected to reach on the default track.
 TARGET_DEV_PEARSON = 0.9
-COLORMODES = ("color", "binary")
-MODES = ("spline", "polygon", "none")
 
 
 def _import_qpcore() -> None:
@@ -47,7 +46,7 @@ def _import_qpcore() -> None:
 _import_qpcore()
 
 from qpcore.data.manifest import Sample, read_manifest  # noqa: E402
-from qpcore.data.protocol import RANDOM_RANGES, VtracerParams, load_image  # noqa: E402
+from qpcore.data.protocol import ENCODED_PARAM_NAMES, encode_params, load_image  # noqa: E402
 from qpcore.features.stats import STATS_NAMES, image_stats  # noqa: E402
 from qpcore.registry import default_registry  # noqa: E402
 
@@ -69,24 +68,10 @@ class Featurizer:
         return self.cache[path]
 
 
-def param_features(params: VtracerParams) -> list[float]:
-    """The random track's params as the baseline sees them: [0, 1] scaled and one-hot."""
-    scaled = [
-        (float(getattr(params, name)) - lo) / (hi - lo) for name, (lo, hi) in RANDOM_RANGES.items()
-    ]
-    return [
-        *scaled,
-        *(float(params.colormode == c) for c in COLORMODES),
-        *(float(params.mode == m) for m in MODES),
-    ]
-
-
 def feature_names(track: str) -> list[str]:
     names = list(STATS_NAMES)
     if track == "random":
-        names += [f"param:{n}" for n in RANDOM_RANGES]
-        names += [f"param:colormode={c}" for c in COLORMODES]
-        names += [f"param:mode={m}" for m in MODES]
+        names += [f"param:{n}" for n in ENCODED_PARAM_NAMES]
     return names
 
 
@@ -95,7 +80,8 @@ def matrix(samples: list[Sample], track: str, feat: Featurizer) -> tuple[np.ndar
     for sample in samples:
         row = list(feat(sample.image))
         if track == "random":
-            row += param_features(sample.params)
+            # The model's own encoding: [0, 1] by the random ranges, categories one-hot.
+            row += list(encode_params(sample.params))
         rows.append(row)
     x = np.asarray(rows, dtype=np.float32).reshape(len(samples), -1)
     y = np.asarray([s.ssim for s in samples], dtype=np.float64)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from qpcore.hookspecs import hookimpl
+
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
@@ -174,3 +176,49 @@ def qp_registry() -> Registry:
     from qpcore.registry import Registry
 
     return Registry.from_entrypoints()
+
+
+class RecordingMonitor:
+    """A monitor that records every training event, for tests of the trainer
+    and of monitor plugins: ``events`` holds ``(name, epoch, batch)`` tuples and
+    ``epoch_metrics`` the metrics of each ``qp_on_epoch_end``.
+
+    Example:
+        >>> monitor = RecordingMonitor()
+        >>> Trainer(cfg, registry, run_dir, monitors=[monitor]).fit()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int | None, int | None]] = []
+        self.epoch_metrics: list[dict[str, Any]] = []
+        self.results: Mapping[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    @hookimpl
+    def qp_on_fit_start(self, run: Any) -> None:
+        self.events.append(("fit_start", None, None))
+
+    @hookimpl
+    def qp_on_epoch_start(self, run: Any, epoch: int) -> None:
+        self.events.append(("epoch_start", epoch, None))
+
+    @hookimpl
+    def qp_on_batch_end(
+        self, run: Any, epoch: int, batch: int, metrics: Mapping[str, float]
+    ) -> None:
+        self.events.append(("batch_end", epoch, batch))
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Mapping[str, Any]) -> None:
+        self.events.append(("epoch_end", epoch, None))
+        self.epoch_metrics.append(dict(metrics))
+
+    @hookimpl
+    def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
+        self.events.append(("fit_end", None, None))
+        self.results = results
+
+    @hookimpl
+    def qp_on_exception(self, run: Any, error: BaseException) -> None:
+        self.events.append(("exception", None, None))
+        self.error = error

@@ -110,3 +110,30 @@ def _fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     default_registry.cache_clear()
     yield
     default_registry.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    # Datasets and features cached by tests stay out of the user's ~/.cache.
+    monkeypatch.setenv("QP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "qp-cache"))
+
+
+def _labelled(folder: Path, count: int, track: str, per_image: int, seed: int) -> Path:
+    from qpcore.data.jobs import synth_jobs
+    from qpcore.data.labeler import MANIFEST, run_jobs
+
+    jobs = synth_jobs(count, track, per_image, seed, 64)  # type: ignore[arg-type]
+    run_jobs(jobs, folder, {"kind": "tests", "track": track}, workers=1, progress=False)
+    return folder / MANIFEST
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 generated 64 px images, really labelled on the default track."""
+    return _labelled(tmp_path_factory.mktemp("tiny"), 40, "default", 1, 0)
+
+
+@pytest.fixture(scope="session")
+def random_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 generated images with 2 random-track labels each."""
+    return _labelled(tmp_path_factory.mktemp("tiny-random"), 20, "random", 2, 1)

@@ -62,8 +62,8 @@ STATS_NAMES: tuple[str, ...] = (
 _FINE_BITS = 5
 _COARSE_BITS = 3
 
-#: Sobel magnitude (of 0..1 grey, kernel 3) under which a pixel counts as flat; about
-#: one grey level of change, so dithering-free flat fills are flat and noise is not.
+#: Gradient (0..1 grey per pixel, Sobel / 4) under which a pixel counts as flat: about
+#: five grey levels, so flat fills with JPEG ripple still count as flat; real noise does not.
 _FLAT_GRAD = 0.02
 #: Above this the pixel is on an edge vtracer will trace; between the two lies the
 #: soft shading and anti-aliasing that vtracer flattens.
@@ -177,7 +177,8 @@ def image_stats(pixels: np.ndarray, size: int = 128) -> np.ndarray:
     """
     if size < 8:
         raise ValueError("size must be at least 8")
-    rgb = _working_copy(_as_rgb(pixels), size)
+    source = _as_rgb(pixels)
+    rgb = _working_copy(source, size)
     height, width = rgb.shape[:2]
     total = float(height * width)
     grey8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -282,7 +283,7 @@ def image_stats(pixels: np.ndarray, size: int = 128) -> np.ndarray:
             thin,
             *quant_err,
             binary_err,
-            np.log(pixels.shape[1] / pixels.shape[0]),
+            np.log(source.shape[1] / source.shape[0]),
         ],
         dtype=np.float64,
     )

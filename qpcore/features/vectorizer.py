@@ -14,10 +14,13 @@ Why it is cheap: everything runs on a copy whose longer side is ``size`` pixels
 (128 by default); regions come from one ``cv2.connectedComponents`` call on a
 doubled grid whose in-between pixels encode which neighbours join; region means
 and merges are ``np.bincount`` and a sparse connected-components call over the
-region adjacency; the SSIM is on grey levels. The resize, the grey original and
-its SSIM moments are shared by all colour-precision levels, so one call can
-describe an image for every ``color_precision`` at once, which is what a
-random-track model (that gets the params as a separate input) needs.
+region adjacency. The resize and the original's SSIM moments are shared by all
+colour-precision levels, so one call can describe an image for every
+``color_precision`` at once, which is what a random-track model (that gets the
+params as a separate input) needs.
+
+The SSIM is over colour, as the label's: grey SSIM is ~30% cheaper but misses
+hue-only losses (Pearson on the dev icons 0.91 against 0.94).
 """
 
 from __future__ import annotations
@@ -45,9 +48,11 @@ C2 = (0.03 * 255.0) ** 2
 #: ITU-R 601 luma, as OpenCV's grey conversion; linear, so a region's mean grey
 #: level is the grey level of its mean colour.
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
-#: Rounds of merging: one leaves chains of small regions that chose each other as
-#: targets still small; a second catches most of them, more change nothing measurable.
-MERGE_ROUNDS = 2
+#: Most rounds of merging. A round merges in parallel, so a pair of small regions
+#: that chose each other can stay too small and go on in the next round; rounds
+#: stop early once nothing moves. On the dev icons the repaint-SSIM's Pearson rose
+#: from 0.924 (1 round) to 0.949 (6) and no further; the extra rounds cost ~0.05 ms.
+MERGE_ROUNDS = 8
 #: Longer side of the working copy.
 SIZE = 128
 
@@ -131,7 +136,7 @@ def _working(pixels: np.ndarray, size: int, shrink: int, colour: bool) -> _Worki
     Why nearest neighbour, also when shrinking: vtracer sees the original colours,
     and area averaging would invent in-between colours along every edge, which
     form thin regions of their own that the clustering then has to merge; the
-    repaint-SSIM's Pearson with the label fell from 0.91 to 0.58 on the dev icons
+    repaint-SSIM's Pearson with the label fell from 0.94 to 0.76 on the dev icons
     with it. Enlarging a tiny image keeps it made of the same flat regions.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
@@ -181,6 +186,8 @@ def _level(
     if merge:
         for _ in range(MERGE_ROUNDS):
             group = _merge_targets(areas, sums, pairs, min_area, layer_difference)
+            if group is None:
+                break
             labels, pairs = group[labels], _drop_inner(group[pairs])
             areas, sums = _region_sums(group, sums, int(group.max()) + 1, weights=areas)
     means = sums / areas[:, None]
@@ -269,18 +276,19 @@ def _merge_targets(
     pairs: np.ndarray,
     min_area: float,
     layer_difference: int,
-) -> np.ndarray:
+) -> np.ndarray | None:
     """vtracer's second stage, in one parallel round: the group of every region.
 
     A region too small to keep, or whose closest-coloured neighbour is nearer than
     ``layer_difference`` (and no smaller than itself), joins that neighbour, as
     vtracer's hierarchical merge does one region at a time. Colour distance is the
-    L1 distance of the mean colours, vtracer's measure. The closest neighbour is
+    L1 distance of the mean colours (our reading of vtracer's). The closest neighbour is
     found with ``np.minimum.at`` rather than a sort: ten times faster here.
+    Returns None when no region moves.
     """
     n = len(areas)
     if len(pairs) == 0:
-        return np.arange(n)
+        return None
     means = sums / areas[:, None]
     src, dst = pairs[:, 0], pairs[:, 1]
     diff = np.abs(means[src] - means[dst]).sum(axis=1)
@@ -292,6 +300,8 @@ def _merge_targets(
     own = np.arange(n)
     moves = (areas < min_area) | ((closest < layer_difference) & (areas <= areas[target]))
     moves &= target != own
+    if not moves.any():
+        return None
     graph = coo_matrix(
         (np.ones(int(moves.sum()), np.int8), (own[moves], target[moves])), shape=(n, n)
     )
