@@ -99,7 +99,7 @@ class ComputedFeatures(Backbone):
         return x
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.settings}
+        return {"name": self.name, "num_features": self.num_features, **self.settings}
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:

@@ -134,3 +134,35 @@ def predict(
     if not readable:
         click.echo("Error: no image could be read", err=True)
         sys.exit(2)
+
+
+@click.command(name="export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["torchscript", "onnx"]),
+    default="torchscript",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file (default: next to CHECKPOINT, .ts.pt or .onnx).",
+)
+def export_command(checkpoint: Path, fmt: str, out: Path | None) -> None:
+    """Export CHECKPOINT's model as TorchScript or ONNX (optional extra).
+
+    The export takes preprocessed inputs (see docs/model.md); a JSON file beside
+    it records the preprocessing. The export's predictions are checked against
+    the model's on real inputs and the largest difference is printed.
+    """
+    from qpcore.export import export
+
+    predictor = load_predictor(checkpoint)
+    suffix = ".ts.pt" if fmt == "torchscript" else ".onnx"
+    out = out or checkpoint.with_name(checkpoint.name.removesuffix(".pt") + suffix)
+    difference = export(predictor, out, fmt)  # type: ignore[arg-type]
+    if difference > 1e-5:
+        raise QPError(f"{out}: export differs from the model by {difference:.2e} (> 1e-5)")
+    click.echo(f"wrote {out} (max difference from the model: {difference:.1e})")

@@ -134,7 +134,20 @@ def load_predictor(
             ref["weights"] = "none"
     cfg = resolve_config(config, registry, source=f"{path} (its config)")
     model = build_model(cfg, registry)
-    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    for backbone, record in zip(model.backbones, meta.backbones, strict=True):
+        # Same name, other code (a new feature set, another preprocessing): the
+        # head would read features it never saw. Refuse rather than mispredict.
+        if backbone.describe() != record.describe:
+            raise CheckpointError(
+                f"{path}: backbone {record.describe.get('name')!r} was {record.describe} at "
+                f"training time and is {backbone.describe()} in this installation; "
+                "retrain, or install the qpcore version the model was trained with "
+                f"({meta.versions.get('qpcore', '?')})"
+            )
+    try:
+        missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from exc
     referenced = [f"backbones.{i}." for i, r in enumerate(meta.backbones) if r.reference]
     missing = [k for k in missing if not any(k.startswith(p) for p in referenced)]
     if missing or unexpected:

@@ -125,3 +125,27 @@ def test_checkpoints_that_are_not_ours_are_refused(
         result = CliRunner().invoke(cli, ["predict", str(path), "x.png"])
         assert result.exit_code == 2 and message in result.output
     assert "unpickled arbitrary code" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_reproduces_the_predictions(trained: Path, tiny_manifest: Path, fmt: str) -> None:
+    result = CliRunner().invoke(cli, ["export", str(trained / "best.pt"), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    out = trained / ("best.ts.pt" if fmt == "torchscript" else "best.onnx")
+    assert result.output.startswith(f"wrote {out} ")
+    assert json.loads((trained / f"{out.name}.json").read_text())["params_input"] is False
+    predictor = load_predictor(trained / "best.pt")
+    paths = sorted(tiny_manifest.parent.glob("images/*.png"))[:5]
+    from qpcore.data.protocol import load_image
+
+    columns = zip(*(predictor.model.preprocess(load_image(p)) for p in paths), strict=True)
+    inputs = [torch.stack(c).numpy() for c in columns]
+    if fmt == "torchscript":
+        exported = torch.jit.load(str(out))(*map(torch.from_numpy, inputs)).detach().numpy()
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        exported = session.run(None, dict(zip(names, inputs, strict=True)))[0]
+    np.testing.assert_allclose(exported, predictor.predict(paths), atol=1e-5)
