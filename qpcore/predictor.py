@@ -93,15 +93,24 @@ class Predictor:
             return self.model.predict_features(features, params).float().cpu().numpy()
 
     def predict(
-        self, images: Iterable[ImageLike], params: ParamsLike = None, batch_size: int = 32
+        self,
+        images: Iterable[ImageLike],
+        params: ParamsLike | Sequence[ParamsLike] = None,
+        batch_size: int = 32,
     ) -> np.ndarray:
-        """Predicted SSIM of each image (under ``params`` for random-track models)."""
-        setting = to_params(params)
+        """Predicted SSIM of each image. ``params`` (random-track models): one
+        setting for all images, or a list with one setting per image."""
         pixels = [to_pixels(image) for image in images]
+        if isinstance(params, Sequence):
+            if len(params) != len(pixels):
+                raise ValueError(f"{len(params)} params for {len(pixels)} images")
+            settings = [to_params(p) for p in params]
+        else:
+            settings = [to_params(params)] * len(pixels)
         out = [np.zeros(0, np.float32)]
         for start in range(0, len(pixels), batch_size):
-            chunk = pixels[start : start + batch_size]
-            out.append(self._head(self.features(chunk), [setting] * len(chunk)))
+            end = start + batch_size
+            out.append(self._head(self.features(pixels[start:end]), settings[start:end]))
         return np.concatenate(out)
 
     def predict_settings(self, image: ImageLike, settings: Sequence[ParamsLike]) -> np.ndarray:

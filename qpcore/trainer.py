@@ -371,7 +371,7 @@ class Trainer:
             )
         self._save(LAST, epoch, metrics)
         if improved:
-            self._save(BEST, epoch, metrics)
+            self._save(BEST, epoch, metrics, training=False)
         if ckpt.every and epoch % ckpt.every == 0:
             self._save(f"epoch-{epoch:04d}.pt", epoch, metrics)
             self._prune(ckpt.keep_last)
@@ -540,7 +540,11 @@ class Trainer:
             if not any(k.startswith(s) for s in skip)
         }
 
-    def _save(self, name: str, epoch: int, metrics: Mapping[str, Any]) -> None:
+    def _save(
+        self, name: str, epoch: int, metrics: Mapping[str, Any], training: bool = True
+    ) -> None:
+        """Write a checkpoint; ``training=False`` leaves out what only a resume
+        needs (optimizer moments, RNG states), halving a file meant for serving."""
         model_state = self.model_state()
         meta = CheckpointMeta(
             config=self.cfg.to_dict(),
@@ -550,7 +554,10 @@ class Trainer:
             epoch=epoch,
             metrics={k: v for k, v in metrics.items() if k != "epoch"},
         )
-        training = {
+        if not training:
+            save_checkpoint(self.run_dir / name, meta, model_state)
+            return
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
             "loss": self.loss.state_dict(),
@@ -565,7 +572,7 @@ class Trainer:
                 "python": json.dumps(_python_state()),
             },
         }
-        save_checkpoint(self.run_dir / name, meta, model_state, training)
+        save_checkpoint(self.run_dir / name, meta, model_state, state)
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"], strict=False)

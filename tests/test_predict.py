@@ -149,3 +149,11 @@ def test_export_reproduces_the_predictions(trained: Path, tiny_manifest: Path, f
         names = [i.name for i in session.get_inputs()]
         exported = session.run(None, dict(zip(names, inputs, strict=True)))[0]
     np.testing.assert_allclose(exported, predictor.predict(paths), atol=1e-5)
+
+
+def test_best_checkpoint_serves_but_does_not_resume(trained: Path) -> None:
+    _, best = load_checkpoint(trained / "best.pt")
+    _, last = load_checkpoint(trained / "last.pt")
+    assert "training" not in best and "optimizer" in last["training"]
+    result = CliRunner().invoke(cli, ["train", "--resume", str(trained / "best.pt")])
+    assert result.exit_code == 2 and "weights only" in result.output
