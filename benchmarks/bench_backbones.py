@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = {"name": "synthetic", "count": 2000, "track": "default"}
 RANDOM_DATA = {"name": "synthetic", "count": 1000, "track": "random", "per_image": 3}
 STATS = {"name": "image_stats"}
-ALL_LEVELS = {"name": "vectorizer", "precisions": [1, 2, 3, 4, 5, 6, 7, 8]}
+ALL_LEVELS = {"name": "vectorizer", "precisions": [1, 2, 3, 4, 5, 6, 7, 8], "binary": True}
 
 #: name -> (track, model section)
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {

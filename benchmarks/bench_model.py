@@ -52,7 +52,7 @@ from qpcore.validate import resolve_config  # noqa: E402
 REGISTRY = default_registry()
 DEFAULT_MODEL = {"backbone": {"name": "vectorizer"}, "features": [{"name": "image_stats"}]}
 RANDOM_MODEL = {
-    "backbone": {"name": "vectorizer", "precisions": [1, 2, 3, 4, 5, 6, 7, 8]},
+    "backbone": {"name": "vectorizer", "precisions": [1, 2, 3, 4, 5, 6, 7, 8], "binary": True},
     "features": [{"name": "image_stats"}],
     "head": {"params_input": True},
 }

@@ -25,6 +25,17 @@ from qpcore.specs import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Lazy: ``qpcore.load_predictor`` needs torch, which plugin registration and the
+    # pytest plugin should not pay for on import.
+    if name == "load_predictor":
+        from qpcore.predictor import load_predictor
+
+        return load_predictor
+    raise AttributeError(f"module 'qpcore' has no attribute {name!r}")
+
+
 __all__ = [
     "BackboneSpec",
     "ConfigError",
@@ -45,4 +56,5 @@ __all__ = [
     "UnknownComponentError",
     "__version__",
     "hookimpl",
+    "load_predictor",
 ]

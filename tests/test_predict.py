@@ -77,8 +77,10 @@ def test_predict_refuses_params_for_a_default_track_model(trained: Path) -> None
 
 
 def test_predictor_accepts_paths_pil_and_arrays(trained: Path, tiny_manifest: Path) -> None:
+    import qpcore
+
     path = sorted(tiny_manifest.parent.glob("images/*.png"))[0]
-    predictor = load_predictor(trained / "best.pt")
+    predictor = qpcore.load_predictor(trained / "best.pt")
     image = Image.open(path)
     rgba = np.asarray(image.convert("RGBA"))
     values = predictor.predict([path, image, np.asarray(image.convert("RGB")), rgba])

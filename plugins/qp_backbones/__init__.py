@@ -263,6 +263,7 @@ class VectorizerParams(Params):
     size: int = Field(128, ge=16, le=1024, description="Working resolution in pixels.")
     filter_speckle: int = Field(4, ge=0, le=64, description="Speckle size re-enacted.")
     layer_difference: int = Field(16, ge=0, le=255, description="Layer difference re-enacted.")
+    binary: bool = Field(False, description="Also re-enact colormode=binary (random-track models).")
 
     @field_validator("precisions")
     @classmethod
@@ -277,7 +278,7 @@ def build_stats(params: StatsParams) -> ComputedFeatures:
         "image_stats",
         lambda pixels: image_stats(pixels, size=params.size),
         STATS_NAMES,
-        {"size": params.size, "version": 1},
+        {"size": params.size, "version": 2},
     )
 
 
@@ -288,8 +289,8 @@ def build_vectorizer(params: VectorizerParams) -> ComputedFeatures:
     return ComputedFeatures(
         "vectorizer",
         lambda pixels: vectorizer_features(pixels, **knobs),
-        tuple(vectorizer_feature_names(precisions)),
-        {**params.model_dump(), "version": 1},
+        tuple(vectorizer_feature_names(precisions, params.binary)),
+        {**params.model_dump(), "version": 2},
     )
 
 
