@@ -54,10 +54,6 @@ def train(file: Path | None, overrides: tuple[str, ...], resume: Path | None, qu
                 f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                 "or pick another output.name"
             )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        from qpcore.config_io import dump_yaml
-
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
         trainer = Trainer(cfg, registry, run_dir, quiet=quiet)
     results = trainer.fit()
     split = "val" if "val" in results else None

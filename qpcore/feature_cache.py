@@ -81,6 +81,7 @@ def compute_features(
     num_workers: int = 0,
     device: torch.device | None = None,
     desc: str = "features",
+    progress: bool = True,
 ) -> np.ndarray:
     """``[len(paths), num_features]`` float32 features, no cache involved."""
     device = device or torch.device("cpu")
@@ -89,7 +90,10 @@ def compute_features(
     backbone.to(device).eval()
     out = np.empty((len(paths), backbone.num_features), dtype=np.float32)
     done = 0
-    with torch.no_grad(), tqdm(total=len(paths), desc=desc, unit="img", leave=False) as bar:
+    with (
+        torch.no_grad(),
+        tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=not progress) as bar,
+    ):
         for (batch,) in loader:
             values = backbone(batch.to(device)).flatten(1).float().cpu().numpy()
             out[done : done + len(values)] = values
@@ -116,6 +120,7 @@ def cached_features(
     batch_size: int = 32,
     num_workers: int = 0,
     device: torch.device | None = None,
+    progress: bool = True,
 ) -> tuple[np.ndarray, bool]:
     """Features of ``paths`` (one row per path, repeats allowed) from the cache,
     computing and storing the missing set. Returns ``(features, hit)``."""
@@ -136,7 +141,9 @@ def cached_features(
     hit = table is not None
     if table is None:
         name = backbone.describe().get("name", "backbone")
-        table = compute_features(backbone, unique, batch_size, num_workers, device, desc=name)
+        table = compute_features(
+            backbone, unique, batch_size, num_workers, device, desc=name, progress=progress
+        )
         _save_atomic(file, table)
     return table[[where[Path(p)] for p in paths]], hit
 

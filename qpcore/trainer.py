@@ -34,11 +34,13 @@ import torch
 from scipy import stats
 from torch import Tensor
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from qpcore import hookspecs
 from qpcore.build import build_loss, build_model, build_optimizer, pick_device, versions
 from qpcore.checkpoint import BackboneRecord, CheckpointMeta, load_checkpoint, save_checkpoint
 from qpcore.config import RunConfig
+from qpcore.config_io import dump_yaml
 from qpcore.data.dataset import LabelledData, cache_root
 from qpcore.data.manifest import Sample
 from qpcore.data.protocol import PROTOCOL, encode_params
@@ -246,6 +248,7 @@ class Trainer:
                 root,
                 num_workers=self.cfg.trainer.num_workers,
                 device=self.device,
+                progress=not self.quiet,
             )
             tables.append(table)
             hits.append(hit)
@@ -289,6 +292,9 @@ class Trainer:
         if self._resume is not None:
             self._restore(self._resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.run_dir / "config.yaml"
+        if not config_file.exists():
+            config_file.write_text(dump_yaml(self.cfg), encoding="utf-8")
         self._write_history()
         self.hooks.hook.qp_on_fit_start(run=self)
         try:
@@ -319,6 +325,7 @@ class Trainer:
         if len(self.splits["val"]):
             metrics.update(self._run_split("val", epoch))
         metrics["time_s"] = round(time.perf_counter() - started, 4)
+        metrics["timestamp"] = datetime.now().astimezone().isoformat(timespec="seconds")
         stop = self._after_epoch(epoch, metrics)
         self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
         gc.collect()
@@ -552,7 +559,7 @@ class Trainer:
             backbones=self._records,
             versions=versions(),
             epoch=epoch,
-            metrics={k: v for k, v in metrics.items() if k != "epoch"},
+            metrics={k: v for k, v in metrics.items() if k != "epoch" and not isinstance(v, str)},
         )
         if not training:
             save_checkpoint(self.run_dir / name, meta, model_state)
@@ -620,8 +627,6 @@ class Trainer:
     def _bar(self, total: int, desc: str) -> Any:
         if self.quiet or self.cached:
             return None
-        from tqdm import tqdm
-
         return tqdm(total=total, desc=desc, leave=False, unit="batch")
 
     def _report(self, m: Mapping[str, Any]) -> None:

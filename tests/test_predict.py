@@ -159,3 +159,23 @@ def test_best_checkpoint_serves_but_does_not_resume(trained: Path) -> None:
     assert "training" not in best and "optimizer" in last["training"]
     result = CliRunner().invoke(cli, ["train", "--resume", str(trained / "best.pt")])
     assert result.exit_code == 2 and "weights only" in result.output
+
+
+def test_train_with_no_config_runs_the_packaged_default(tmp_path: Path) -> None:
+    # The main job, shrunk: the packaged config with a tiny synthetic dataset.
+    overrides = [
+        "data.count=30",
+        "data.size=64",
+        "data.workers=1",
+        "trainer.epochs=2",
+        f"output.dir={tmp_path}",
+        "output.name=default",
+    ]
+    args = ["train", "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == f"run folder: {tmp_path / 'default'}"
+    saved = yaml.safe_load((tmp_path / "default" / "config.yaml").read_text())
+    assert saved["model"]["backbone"]["name"] == "vectorizer"
+    assert saved["model"]["features"][0]["name"] == "image_stats"
+    assert load_predictor(tmp_path / "default" / "best.pt").meta.epoch in (1, 2)

@@ -90,14 +90,17 @@ def test_day14_integration(tiny_manifest: Path, tmp_path: Path) -> None:
     rows = history(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
     for row in rows:
-        assert set(EPOCH_METRICS) | {"epoch", "lr", "time_s"} <= set(row)
+        assert set(EPOCH_METRICS) | {"epoch", "lr", "time_s", "timestamp"} <= set(row)
         assert all(row[k] is None or np.isfinite(row[k]) for k in EPOCH_METRICS)
     assert {p.name for p in run.iterdir()} >= {
         "last.pt",
         "best.pt",
         "metrics.jsonl",
         "results.json",
+        "config.yaml",
     }
+    again = resolve_config(yaml.safe_load((run / "config.yaml").read_text()), default_registry())
+    assert again.to_dict() == trainer.cfg.to_dict()
     results = json.loads((run / "results.json").read_text())
     assert results["feature_cache"] is True and results["epochs"] == 5
     assert results["val"]["rows"] == len(trainer.splits["val"])
@@ -195,7 +198,9 @@ def test_resume_after_a_kill_ends_with_the_same_weights(
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    strip = lambda rows: [  # noqa: E731
+        {k: v for k, v in r.items() if k not in ("time_s", "timestamp")} for r in rows
+    ]
     assert strip(history(killed_dir)) == strip(history(tmp_path / "straight"))
 
 
