@@ -208,8 +208,10 @@ def checkpoint_sizes(tmp: Path) -> dict[str, float]:
             config={}, label_protocol=None, backbones=records, versions={}, epoch=0, metrics={}
         )
         path = tmp / "ckpt.pt"
+        save_checkpoint(path, meta, state)
+        sizes[f"{name}, best.pt (weights)"] = path.stat().st_size / 2**20
         save_checkpoint(path, meta, state, {"optimizer": optimizer.state_dict()})
-        sizes[name] = path.stat().st_size / 2**20
+        sizes[f"{name}, last.pt (resumable)"] = path.stat().st_size / 2**20
     return sizes
 
 
