@@ -219,6 +219,10 @@ class Trainer:
                 "constant labels teach nothing (and make correlations undefined)"
             )
         watched = {self.cfg.trainer.checkpoint.monitor, self.cfg.trainer.early_stopping.monitor}
+        if self.cfg.scheduler is not None:
+            spec = self.registry.get("scheduler", self.cfg.scheduler.name, at="scheduler")
+            if spec.metric_param:
+                watched.add(getattr(self.cfg.scheduler.params, spec.metric_param))
         if len(splits["val"]) == 0 and any(m.startswith("val_") for m in watched):
             raise QPError(
                 f"{data.origin}: the validation split is empty, but the run watches "
