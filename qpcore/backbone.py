@@ -52,7 +52,9 @@ class Backbone(nn.Module):
 
     def identity(self) -> str:
         """A digest of what this backbone computes: :meth:`describe` plus the
-        weights' bytes. Equal identities give equal features, so it keys the cache."""
+        weights' bytes. Equal identities give equal features, so it keys the cache;
+        code changes reach it only through the version number a plugin puts in
+        :meth:`describe`, which must be bumped when the features' meaning changes."""
         digest = hashlib.sha256(repr(sorted(_flatten(self.describe()))).encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(name.encode())

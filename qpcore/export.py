@@ -10,6 +10,7 @@ inference time. A JSON file beside the export records the preprocessing.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -68,7 +69,8 @@ def export(predictor: Predictor, out: Path, fmt: ExportFormat) -> float:
 
 
 def _export(predictor: Predictor, out: Path, fmt: ExportFormat) -> float:
-    flat = _Flat(predictor.model.cpu().eval()).eval()
+    # A copy: moving the predictor's own model to the CPU would strand its device.
+    flat = _Flat(copy.deepcopy(predictor.model).cpu().eval()).eval()
     inputs = example_inputs(predictor)
     with torch.no_grad():
         expected = flat(*inputs)

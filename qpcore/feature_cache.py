@@ -74,6 +74,17 @@ class ImageInputs(Dataset):
         return self.preprocess(pixels)
 
 
+class _Single:
+    """One backbone's preprocessing as a 1-tuple; a class, not a lambda, so that
+    worker processes started with spawn (macOS) can unpickle it."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+
+    def __call__(self, pixels: np.ndarray) -> tuple[Tensor, ...]:
+        return (self.backbone.preprocess(pixels),)
+
+
 def compute_features(
     backbone: Backbone,
     paths: Sequence[Path],
@@ -85,7 +96,7 @@ def compute_features(
 ) -> np.ndarray:
     """``[len(paths), num_features]`` float32 features, no cache involved."""
     device = device or torch.device("cpu")
-    dataset = ImageInputs(paths, lambda pixels: (backbone.preprocess(pixels),))
+    dataset = ImageInputs(paths, _Single(backbone))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     backbone.to(device).eval()
     out = np.empty((len(paths), backbone.num_features), dtype=np.float32)
@@ -102,15 +113,12 @@ def compute_features(
     return out
 
 
-def content_digest(paths: Sequence[Path]) -> str:
-    """One digest of the images' bytes, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
-        except OSError as exc:
-            raise QPError(f"{path}: cannot read image ({exc})") from exc
-    return digest.hexdigest()[:24]
+def image_digest(path: Path) -> str:
+    """Digest of one image's bytes: what the cache knows an image by."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise QPError(f"{path}: cannot read image ({exc})") from exc
 
 
 def cached_features(
@@ -124,28 +132,32 @@ def cached_features(
 ) -> tuple[np.ndarray, bool]:
     """Features of ``paths`` (one row per path, repeats allowed) from the cache,
     computing and storing the missing set. Returns ``(features, hit)``."""
-    unique = list(dict.fromkeys(Path(p) for p in paths))
-    where = {path: i for i, path in enumerate(unique)}
-    folder = (
-        root / "features" / f"{backbone.describe().get('name', 'backbone')}-{backbone.identity()}"
-    )
-    file = folder / f"{content_digest(unique)}.npy"
+    # Rows are stored by sorted image content, so another split, order or file
+    # name of the same images is a hit.
+    digest_of = {path: image_digest(path) for path in dict.fromkeys(Path(p) for p in paths)}
+    digests = sorted(set(digest_of.values()))
+    row = {d: i for i, d in enumerate(digests)}
+    first = {d: path for path, d in reversed(digest_of.items())}
+    name = backbone.describe().get("name", "backbone")
+    folder = root / "features" / f"{name}-{backbone.identity()}"
+    key = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:24]
+    file = folder / f"{key}.npy"
     table: np.ndarray | None = None
     if file.is_file():
         try:
             table = np.load(file, allow_pickle=False)
         except (OSError, ValueError):
             table = None  # a damaged entry is recomputed, not trusted
-        if table is not None and table.shape != (len(unique), backbone.num_features):
+        if table is not None and table.shape != (len(digests), backbone.num_features):
             table = None
     hit = table is not None
     if table is None:
-        name = backbone.describe().get("name", "backbone")
+        sources = [first[d] for d in digests]
         table = compute_features(
-            backbone, unique, batch_size, num_workers, device, desc=name, progress=progress
+            backbone, sources, batch_size, num_workers, device, desc=name, progress=progress
         )
         _save_atomic(file, table)
-    return table[[where[Path(p)] for p in paths]], hit
+    return table[[row[digest_of[Path(p)]] for p in paths]], hit
 
 
 def _save_atomic(file: Path, array: np.ndarray) -> None:

@@ -8,7 +8,6 @@ are fetched again and checked against the digest recorded at training time.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -18,12 +17,13 @@ import torch
 from PIL import Image
 
 from qpcore.build import build_model, pick_device
-from qpcore.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from qpcore.checkpoint import CheckpointMeta, load_checkpoint
 from qpcore.data.protocol import DEFAULT_PARAMS, VtracerParams, composite_white, encode_params
 from qpcore.data.protocol import load_image as load_image_file
 from qpcore.errors import QPError
 from qpcore.model import QualityModel
 from qpcore.registry import Registry, default_registry
+from qpcore.restore import load_weights, rebuild_config
 from qpcore.validate import resolve_config
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]  # noqa: UP007 - a runtime alias
@@ -118,6 +118,8 @@ class Predictor:
         if not self.takes_params:
             raise QPError("this model was trained on one setting; it does not take params")
         resolved = [to_params(s) for s in settings]
+        if not resolved:
+            return np.zeros(0, np.float32)
         features = self.features([to_pixels(image)])
         return self._head(features.expand(len(resolved), -1), resolved)
 
@@ -131,43 +133,10 @@ def load_predictor(
         CheckpointError: Not a (readable) qpcore checkpoint.
         QPError: A referenced backbone's weights are missing or differ.
     """
+    path = Path(path)
     meta, payload = load_checkpoint(path)
     registry = registry or default_registry()
-    config = copy.deepcopy(meta.config)
-    refs = [config["model"]["backbone"], *config["model"].get("features", [])]
-    if len(refs) != len(meta.backbones):
-        raise CheckpointError(f"{path}: backbone records do not match its config")
-    for ref, record in zip(refs, meta.backbones, strict=True):
-        # Embedded weights replace whatever the config named: do not fetch those.
-        if record.reference is None and isinstance(ref, dict) and "weights" in ref:
-            ref["weights"] = "none"
-    cfg = resolve_config(config, registry, source=f"{path} (its config)")
+    cfg = resolve_config(rebuild_config(meta, path), registry, source=f"{path} (its config)")
     model = build_model(cfg, registry)
-    for backbone, record in zip(model.backbones, meta.backbones, strict=True):
-        # Same name, other code (a new feature set, another preprocessing): the
-        # head would read features it never saw. Refuse rather than mispredict.
-        if backbone.describe() != record.describe:
-            raise CheckpointError(
-                f"{path}: backbone {record.describe.get('name')!r} was {record.describe} at "
-                f"training time and is {backbone.describe()} in this installation; "
-                "retrain, or install the qpcore version the model was trained with "
-                f"({meta.versions.get('qpcore', '?')})"
-            )
-    try:
-        missing, unexpected = model.load_state_dict(payload["model"], strict=False)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model: {exc}") from exc
-    referenced = [f"backbones.{i}." for i, r in enumerate(meta.backbones) if r.reference]
-    missing = [k for k in missing if not any(k.startswith(p) for p in referenced)]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not fit the model its config builds "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    for i, (backbone, record) in enumerate(zip(model.backbones, meta.backbones, strict=True)):
-        if record.reference and backbone.identity() != record.identity:
-            raise QPError(
-                f"{path}: backbone {i} ({record.describe.get('name')}) now computes something "
-                f"else than at training time; its weights {record.reference} have changed"
-            )
+    load_weights(model, meta, payload["model"], path)
     return Predictor(model, meta, pick_device(device))

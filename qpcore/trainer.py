@@ -38,7 +38,13 @@ from tqdm import tqdm
 
 from qpcore import hookspecs
 from qpcore.build import build_loss, build_model, build_optimizer, pick_device, versions
-from qpcore.checkpoint import BackboneRecord, CheckpointMeta, load_checkpoint, save_checkpoint
+from qpcore.checkpoint import (
+    BackboneRecord,
+    CheckpointError,
+    CheckpointMeta,
+    load_checkpoint,
+    save_checkpoint,
+)
 from qpcore.config import RunConfig
 from qpcore.config_io import dump_yaml
 from qpcore.data.dataset import LabelledData, cache_root
@@ -49,6 +55,7 @@ from qpcore.errors import QPError
 from qpcore.feature_cache import ImageInputs, cached_features
 from qpcore.loss_output import split_loss_output
 from qpcore.registry import Registry
+from qpcore.restore import load_weights, rebuild_config
 from qpcore.schedulers import ScheduledLR, build_scheduler
 from qpcore.validate import resolve_config
 
@@ -180,11 +187,17 @@ class Trainer:
         path = Path(path)
         file = path / LAST if path.is_dir() else path
         meta, payload = load_checkpoint(file)
-        if "training" not in payload:
+        training = payload.get("training")
+        if training is None:
             raise QPError(f"{file}: holds weights only, no training state to resume from")
-        cfg = resolve_config(meta.config, registry, source=str(file))
+        expected = {"optimizer", "scheduler", "loss", "best_model", "state", "rng"}
+        if not isinstance(training, dict) or set(training) != expected:
+            raise CheckpointError(f"{file}: damaged training state")
+        cfg = resolve_config(rebuild_config(meta, file), registry, source=f"{file} (its config)")
         trainer = cls(cfg, registry, file.parent, monitors, quiet)
         trainer._resume = payload
+        trainer._resume_meta = meta
+        trainer._resume_file = file
         return trainer
 
     def _seed(self) -> None:
@@ -218,7 +231,9 @@ class Trainer:
                 f"{data.origin}: every training label is {float(train.labels[0]):.6f}; "
                 "constant labels teach nothing (and make correlations undefined)"
             )
-        watched = {self.cfg.trainer.checkpoint.monitor, self.cfg.trainer.early_stopping.monitor}
+        watched = {self.cfg.trainer.checkpoint.monitor}
+        if self.cfg.trainer.early_stopping.enabled:
+            watched.add(self.cfg.trainer.early_stopping.monitor)
         if self.cfg.scheduler is not None:
             spec = self.registry.get("scheduler", self.cfg.scheduler.name, at="scheduler")
             if spec.metric_param:
@@ -265,6 +280,22 @@ class Trainer:
         self._say(f"features of {len(set(paths))} images {state} (cache: {root / 'features'})")
         return True
 
+    def _plain_features(self, rows: Rows) -> Tensor:
+        """Un-augmented features of frozen backbones, for standardisation only
+        (used when augmentation keeps the cache out of training)."""
+        tables = [
+            cached_features(
+                b,
+                [s.image for s in rows.samples],
+                cache_root(),
+                num_workers=self.cfg.trainer.num_workers,
+                device=self.device,
+                progress=not self.quiet,
+            )[0]
+            for b in self.model.backbones
+        ]
+        return torch.from_numpy(np.concatenate(tables, axis=1))
+
     # --- the loop ----------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
@@ -276,11 +307,15 @@ class Trainer:
         self.device = pick_device(tcfg.device)
         self.data, self.splits = self._load_data()
         self.model = build_model(self.cfg, self.registry)
-        self.cached = self._prepare_features(self.splits)
-        if self.cached:
-            train_features = self.splits["train"].features
-            assert train_features is not None
-            self.model.set_feature_stats(train_features)
+        # Computing features must not move the global RNG: a cold cache and a warm
+        # one have to train the same weights.
+        with torch.random.fork_rng(devices=[]):
+            self.cached = self._prepare_features(self.splits)
+            stats_features = self.splits["train"].features
+            if stats_features is None and not self.model.backbones_trainable:
+                stats_features = self._plain_features(self.splits["train"])
+        if stats_features is not None:
+            self.model.set_feature_stats(stats_features)
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -296,19 +331,22 @@ class Trainer:
         if self._resume is not None:
             self._restore(self._resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_file = self.run_dir / "config.yaml"
-        if not config_file.exists():
-            config_file.write_text(dump_yaml(self.cfg), encoding="utf-8")
+        if self._resume is None:
+            (self.run_dir / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
         self._write_history()
         self.hooks.hook.qp_on_fit_start(run=self)
         try:
-            for epoch in range(self.state.epoch + 1, tcfg.epochs + 1):
-                if self._epoch(epoch):
-                    break
+            # A run that stopped early stays stopped when resumed.
+            if self.state.stop_reason is None:
+                for epoch in range(self.state.epoch + 1, tcfg.epochs + 1):
+                    if self._epoch(epoch):
+                        break
             results = self._finish()
         except BaseException as error:
             self.hooks.hook.qp_on_exception(run=self, error=error)
-            if isinstance(error, KeyboardInterrupt):
+            if isinstance(error, KeyboardInterrupt) and self.state.epoch == 0:
+                self._say("interrupted during the first epoch: nothing was saved")
+            elif isinstance(error, KeyboardInterrupt):
                 self._say(
                     f"interrupted; {self.state.epoch} epochs are safe in {self.run_dir / LAST}. "
                     f"Continue with: qp train --resume {self.run_dir}"
@@ -343,9 +381,8 @@ class Trainer:
             v is None or math.isfinite(v) for k, v in metrics.items() if isinstance(v, float)
         )
         if not finite and tcfg.early_stopping.check_finite:
-            state.stop_reason = (
-                f"non-finite metrics at epoch {epoch}; weights of epoch {state.epoch} kept"
-            )
+            kept = f"weights of epoch {state.epoch} kept" if state.epoch else "no weights kept"
+            state.stop_reason = f"non-finite metrics at epoch {epoch}; {kept}"
             state.history.append(metrics)
             self._write_history()
             self._say(state.stop_reason)
@@ -417,6 +454,8 @@ class Trainer:
             dataset,
             batch_sampler=[index.tolist() for index in batches],
             num_workers=self.cfg.trainer.num_workers,
+            # Its own generator: data loading never draws from the global RNG.
+            generator=torch.Generator().manual_seed(self.cfg.trainer.seed),
         )
         yield from loader
 
@@ -499,11 +538,9 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Score the best weights on val and test; write ``results.json``."""
-        if getattr(self, "best_state", None) is not None:
-            self.model.load_state_dict(self.best_state)
-        elif (self.run_dir / BEST).is_file():
-            _, payload = load_checkpoint(self.run_dir / BEST)
-            self.model.load_state_dict(payload["model"], strict=False)
+        best = getattr(self, "best_state", None)
+        if best is not None:
+            self.model.load_state_dict(best)
         results: dict[str, Any] = {
             "run_dir": str(self.run_dir),
             "epochs": self.state.epoch,
@@ -512,10 +549,11 @@ class Trainer:
             "feature_cache": self.cached,
         }
         for split in ("val", "test"):
-            if len(self.splits[split]):
+            # No finite epoch (NaN from the first one): nothing worth scoring.
+            if len(self.splits[split]) and best is not None:
                 results[split] = {"rows": len(self.splits[split]), **self.score(split)}
         path = self.run_dir / "results.json"
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        path.write_text(json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
         return results
 
     def score(self, split: str) -> dict[str, float | None]:
@@ -542,7 +580,8 @@ class Trainer:
 
     def model_state(self) -> dict[str, Tensor]:
         """Weights to store: a backbone found again by reference is left out."""
-        if not hasattr(self, "_records"):
+        # Trained backbones change every step: their identity is taken anew.
+        if not hasattr(self, "_records") or self.model.backbones_trainable:
             self._records = self.backbone_records()
         skip = [f"backbones.{i}." for i, r in enumerate(self._records) if r.reference]
         return {
@@ -586,8 +625,15 @@ class Trainer:
         save_checkpoint(self.run_dir / name, meta, model_state, state)
 
     def _restore(self, payload: dict[str, Any]) -> None:
-        self.model.load_state_dict(payload["model"], strict=False)
-        training = payload["training"]
+        file = self._resume_file
+        load_weights(self.model, self._resume_meta, payload["model"], file)
+        try:
+            self._restore_training(payload["training"])
+        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{file}: damaged training state ({exc})") from exc
+        self._say(f"resuming {self.run_dir} after epoch {self.state.epoch}")
+
+    def _restore_training(self, training: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(training["optimizer"])
         if self.scheduler is not None and training["scheduler"]:
             self.scheduler.load_state_dict(training["scheduler"])
@@ -603,7 +649,6 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         np.random.set_state(_numpy_from(json.loads(rng["numpy"])))
         random.setstate(_python_from(json.loads(rng["python"])))
-        self._say(f"resuming {self.run_dir} after epoch {self.state.epoch}")
 
     def _prune(self, keep: int) -> None:
         periodic = sorted(self.run_dir.glob("epoch-*.pt"))
@@ -613,14 +658,14 @@ class Trainer:
     def _write_history(self) -> None:
         """``metrics.jsonl`` from the state: a resume drops lines of epochs the
         checkpoint does not know (written after it, before the crash)."""
-        lines = "".join(json.dumps(m) + "\n" for m in self.state.history)
+        lines = "".join(json.dumps(finite(m), allow_nan=False) + "\n" for m in self.state.history)
         tmp = self.run_dir / ".metrics.jsonl.tmp"
         tmp.write_text(lines)
         tmp.replace(self.run_dir / "metrics.jsonl")
 
     def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(metrics) + "\n")
+            handle.write(json.dumps(finite(metrics), allow_nan=False) + "\n")
 
     # --- output --------------------------------------------------------------
 
@@ -643,6 +688,17 @@ class Trainer:
             f"val_loss {fmt('val_loss')}  val_mae {fmt('val_mae')}  "
             f"val_pearson {fmt('val_pearson')}  lr {m['lr']:.2e}  {m['time_s']:.2f}s"
         )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN/inf floats as ``None``: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def _numpy_state() -> list[Any]:

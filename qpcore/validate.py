@@ -71,6 +71,14 @@ def _cross_checks(cfg: RunConfig) -> list[ConfigIssue]:
                 "warmup would leave the scheduler no epoch",
             )
         )
+    if cfg.trainer.batch_size == 1 and cfg.model.head.batch_norm:
+        issues.append(
+            ConfigIssue(
+                "trainer.batch_size",
+                "BatchNorm cannot train on batches of one row: use a batch_size of 2 or more, "
+                "or set model.head.batch_norm=false",
+            )
+        )
     return issues
 
 

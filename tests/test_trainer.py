@@ -281,6 +281,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_weights(
     assert meta.epoch == 2
     assert all(torch.isfinite(t).all() for t in payload["model"].values())
     assert len(history(trainer.run_dir)) == 3  # the bad epoch is logged, not saved
+    assert history(trainer.run_dir)[-1]["train_loss"] is None  # JSON null, not NaN
+
+
+def test_non_finite_first_epoch_keeps_nothing_and_scores_nothing(
+    tiny_manifest: Path, tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    on_path(
+        make_distribution(
+            tmp_path / "nan", "qp-nan", "1.0", {"qp_nan": NAN_LOSS}, {"qp_nan": "qp_nan"}
+        )
+    )
+    cfg = run_config(tiny_manifest, tmp_path, loss={"name": "nan_after", "from_epoch": 1})
+    trainer = fit(cfg)
+    assert "no weights kept" in trainer.results["stop_reason"]
+    results = json.loads((trainer.run_dir / "results.json").read_text())
+    assert "val" not in results and not (trainer.run_dir / "last.pt").exists()
 
 
 def write_manifest(source: Path, out: Path, rows: int, ssim: float | None = None) -> Path:
@@ -375,3 +391,111 @@ def test_random_track_model_takes_params(random_manifest: Path, tmp_path: Path) 
     assert values.shape == (2,) and values[0] != values[1]
     one = predictor.predict([image], {"color_precision": 8})
     assert one[0] == pytest.approx(values[1], abs=1e-6)
+
+
+def test_an_early_stopped_run_stays_stopped_when_resumed(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    cfg = run_config(
+        tiny_manifest,
+        tmp_path,
+        trainer={
+            "epochs": 10,
+            "batch_size": 8,
+            "early_stopping": {"patience": 1, "min_delta": 10.0},
+        },
+    )
+    first = fit(cfg)
+    _, before = load_checkpoint(first.run_dir / "last.pt")
+    again = Trainer.resume(first.run_dir, default_registry(), quiet=True)
+    results = again.fit()
+    _, after = load_checkpoint(first.run_dir / "last.pt")
+    assert results["epochs"] == first.results["epochs"] == 3
+    assert results["val"] == first.results["val"]
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+
+
+def test_a_cold_and_a_warm_feature_cache_train_the_same_weights(
+    tiny_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QP_CACHE_DIR", str(tmp_path / "cold-cache"))
+    cold = fit(run_config(tiny_manifest, tmp_path / "a"))  # computes the features
+    warm = fit(run_config(tiny_manifest, tmp_path / "b"))  # reads them
+    a, b = cold.model.state_dict(), warm.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_weights_that_do_not_fit(tiny_manifest: Path, tmp_path: Path) -> None:
+    trainer = fit(run_config(tiny_manifest, tmp_path, trainer={"epochs": 4, "batch_size": 8}))
+    last = trainer.run_dir / "last.pt"
+    _, payload = load_checkpoint(last)
+    del payload["model"]["head.layers.0.weight"]
+    torch.save(payload, last)
+    with pytest.raises(QPError, match=r"missing \['head\.layers\.0\.weight'\]"):
+        Trainer.resume(trainer.run_dir, default_registry(), quiet=True).fit()
+    payload["training"] = "nonsense"
+    torch.save(payload, last)
+    with pytest.raises(QPError, match="damaged training state"):
+        Trainer.resume(trainer.run_dir, default_registry(), quiet=True)
+
+
+def test_batch_of_one_with_batchnorm_is_a_config_error(tiny_manifest: Path, tmp_path: Path) -> None:
+    from qpcore import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer\.batch_size"):
+        resolve_config(
+            run_config(tiny_manifest, tmp_path, trainer={"batch_size": 1}), default_registry()
+        )
+
+
+def test_augmented_runs_still_standardise_their_features(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    cfg = run_config(
+        tiny_manifest, tmp_path, trainer={"epochs": 1, "batch_size": 8, "augment": ["hflip"]}
+    )
+    trainer = fit(cfg)
+    assert trainer.results["feature_cache"] is False
+    assert not torch.equal(trainer.model.feature_std, torch.ones_like(trainer.model.feature_std))
+
+
+def test_weights_by_reference_are_found_from_any_directory(
+    tiny_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), "w.pth")
+    cfg = run_config(
+        tiny_manifest,
+        tmp_path,
+        model={
+            "backbone": {"name": "resnet18", "weights": "w.pth", "input_size": 32},
+            "features": [],
+            "head": {"hidden": [8]},
+        },
+        trainer={"epochs": 1, "batch_size": 8},
+    )
+    trainer = fit(cfg)
+    _, payload = load_checkpoint(trainer.run_dir / "best.pt")
+    assert not any(k.startswith("backbones.0.") for k in payload["model"])  # by reference
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    predictor = load_predictor(trainer.run_dir / "best.pt")
+    assert predictor.meta.backbones[0].reference["file"] == str(tmp_path / "w.pth")
+    # Other weights at that path: refused, never silently used.
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(QPError, match="have changed"):
+        load_predictor(trainer.run_dir / "best.pt")
+
+
+def test_cache_hits_whatever_the_order_of_the_same_images(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    registry = default_registry()
+    model = build_model(resolve_config(run_config(tiny_manifest, tmp_path), registry), registry)
+    paths = [s.image for s in read_manifest(tiny_manifest).samples][:10]
+    first, hit = cached_features(model.backbones[1], paths, tmp_path / "c")
+    again, hit = cached_features(model.backbones[1], paths[::-1], tmp_path / "c")
+    assert hit and np.array_equal(again, first[::-1])

@@ -11,6 +11,7 @@ downloadable pretrained weights they are what carries the signal (see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,10 @@ class SmallCNN(Backbone):
         self.net = nn.Sequential(*layers)
         self.num_features = channels
         if params.weights != "none":
-            self.net.load_state_dict(load_weights_file(params.weights))
+            try:
+                self.net.load_state_dict(load_weights_file(params.weights))
+            except RuntimeError as exc:
+                raise QPError(f"{params.weights}: not small_cnn weights of this shape") from exc
         if params.freeze:
             self.net.requires_grad_(False)
             self.train(False)
@@ -276,7 +280,7 @@ class VectorizerParams(Params):
 def build_stats(params: StatsParams) -> ComputedFeatures:
     return ComputedFeatures(
         "image_stats",
-        lambda pixels: image_stats(pixels, size=params.size),
+        partial(image_stats, size=params.size),
         STATS_NAMES,
         {"size": params.size, "version": 2},
     )
@@ -288,7 +292,7 @@ def build_vectorizer(params: VectorizerParams) -> ComputedFeatures:
     knobs["precisions"] = precisions
     return ComputedFeatures(
         "vectorizer",
-        lambda pixels: vectorizer_features(pixels, **knobs),
+        partial(vectorizer_features, **knobs),
         tuple(vectorizer_feature_names(precisions, params.binary)),
         {**params.model_dump(), "version": 2},
     )
