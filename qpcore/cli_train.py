@@ -162,3 +162,43 @@ def export_command(checkpoint: Path, fmt: str, out: Path | None) -> None:
     if difference > 1e-5:
         raise QPError(f"{out}: export differs from the model by {difference:.2e} (> 1e-5)")
     click.echo(f"wrote {out} (max difference from the model: {difference:.1e})")
+
+
+@click.command(name="evaluate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "manifest",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Labelled manifest CSV to evaluate on.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--evaluator",
+    "evaluators",
+    multiple=True,
+    help="Evaluator by name (repeatable; default: regression and bands).",
+)
+def evaluate_command(
+    checkpoint: Path, manifest: Path, out: Path | None, evaluators: tuple[str, ...]
+) -> None:
+    """Evaluate CHECKPOINT on a labelled manifest.
+
+    Prints the headline metrics; with --out, writes metrics.json (seed key names,
+    undefined statistics as null with the reason) and predictions.csv.
+    """
+    from qpcore.evaluation import evaluate
+
+    report = evaluate(checkpoint, manifest, evaluators or ("regression", "bands"), out)
+    metrics = report["metrics"]
+    for key in ("rows", "pearson_correlation", "spearman_correlation", "mae", "r2_score"):
+        if key in metrics:
+            value = metrics[key]
+            shown = value if isinstance(value, int) or value is None else f"{value:.4f}"
+            reason = report["undefined"].get(key)
+            click.echo(f"{key}: {'null (' + reason + ')' if reason else shown}")
+    if report["unreadable"]:
+        click.echo(f"{len(report['unreadable'])} rows skipped: image unreadable", err=True)
+    if out is not None:
+        click.echo(f"wrote {out / 'metrics.json'}")

@@ -54,6 +54,7 @@ def test_every_config_key_is_documented() -> None:
         ("dataset", "data.md"),
         ("loss", "losses.md"),
         ("backbone", "model.md"),
+        ("evaluator", "evaluation.md"),
     ],
 )
 def test_every_builtin_and_param_is_documented(kind: str, doc: str) -> None:

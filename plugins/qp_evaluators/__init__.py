@@ -1,0 +1,141 @@
+"""Built-in evaluators: ``regression`` (the seed's metrics) and ``bands``.
+
+Metric names follow the seed's evaluator (``pearson_correlation``,
+``r2_score``, ``accuracy_5pct``, ``high_quality_mae`` ...), so its readers keep
+working; definitions are in ``docs/evaluation.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from pydantic import Field, field_validator
+from scipy import stats
+
+from qpcore import EvaluatorSpec, Params, hookimpl
+from qpcore.evaluation import EvalData, EvalOutput, degenerate
+
+
+class RegressionParams(Params):
+    outliers: int = Field(10, ge=0, le=1000, description="Largest errors listed with their image.")
+
+
+class Regression:
+    """Error, agreement and correlation statistics over all rows."""
+
+    def __init__(self, params: RegressionParams) -> None:
+        self.params = params
+
+    def evaluate(self, data: EvalData) -> EvalOutput:
+        pred, target, err = data.predictions, data.targets, data.errors
+        out = EvalOutput()
+        n = len(target)
+        flat = degenerate(pred, target)
+        out.put("mse", lambda: float(np.mean(err**2)))
+        out.put("rmse", lambda: float(np.sqrt(np.mean(err**2))))
+        out.put("mae", lambda: float(np.mean(np.abs(err))))
+        constant_target = "targets are constant" if n and np.ptp(target) == 0 else None
+        out.put(
+            "r2_score",
+            lambda: float(1 - np.sum(err**2) / np.sum((target - target.mean()) ** 2)),
+            "needs at least 2 rows" if n < 2 else constant_target,
+        )
+        pearson = None if flat else stats.pearsonr(pred, target)
+        spearman = None if flat else stats.spearmanr(pred, target)
+        kendall = None if flat else stats.kendalltau(pred, target)
+        out.put("pearson_correlation", lambda: float(pearson.statistic), flat)
+        out.put("pearson_p_value", lambda: float(pearson.pvalue), flat)
+        out.put("spearman_correlation", lambda: float(spearman.statistic), flat)
+        out.put("spearman_p_value", lambda: float(spearman.pvalue), flat)
+        out.put("kendall_tau", lambda: float(kendall.statistic), flat)
+        out.put("accuracy_5pct", lambda: float(np.mean(np.abs(err) < 0.05)))
+        out.put("accuracy_10pct", lambda: float(np.mean(np.abs(err) < 0.1)))
+        out.put("prediction_min", lambda: float(pred.min()))
+        out.put("prediction_max", lambda: float(pred.max()))
+        out.put("prediction_range", lambda: float(np.ptp(pred)))
+        out.put("prediction_std", lambda: float(pred.std()))
+        out.put("target_range", lambda: float(np.ptp(target)))
+        out.put("target_std", lambda: float(target.std()))
+        out.put("error_bias", lambda: float(err.mean()))
+        out.put("error_std", lambda: float(err.std()))
+        spread = "needs at least 3 rows with differing errors"
+        shapeless = None if n >= 3 and np.ptp(err) > 0 else spread
+        out.put("error_skewness", lambda: float(stats.skew(err)), shapeless)
+        out.put("error_kurtosis", lambda: float(stats.kurtosis(err)), shapeless)
+        worst = np.argsort(-np.abs(err), kind="stable")[: self.params.outliers]
+        out.metrics["outliers"] = [
+            {
+                "image": str(data.samples[i].image),
+                "line": data.samples[i].line,
+                "ssim": float(target[i]),
+                "predicted_ssim": float(pred[i]),
+                "error": float(err[i]),
+            }
+            for i in worst
+        ]
+        return out
+
+
+class BandsParams(Params):
+    edges: list[float] = Field(
+        default_factory=lambda: [0.6, 0.8],
+        description="Band edges on the true SSIM, ascending (seed: 0.6 and 0.8).",
+    )
+
+    @field_validator("edges")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < e < 1 for e in value) or sorted(set(value)) != value:
+            raise ValueError("give ascending, distinct edges inside (0, 1)")
+        return value
+
+
+#: Seed names of the three default bands, lowest first.
+SEED_BANDS = ("low_quality", "medium_quality", "high_quality")
+
+
+class Bands:
+    """Per-band count, MAE, bias and correlation; a band is a range of true SSIM."""
+
+    def __init__(self, params: BandsParams) -> None:
+        self.edges = params.edges
+
+    def names(self) -> list[str]:
+        if len(self.edges) == 2:
+            return list(SEED_BANDS)
+        bounds = [0.0, *self.edges, 1.0]
+        return [f"band_{lo:g}_{hi:g}" for lo, hi in itertools.pairwise(bounds)]
+
+    def evaluate(self, data: EvalData) -> EvalOutput:
+        out = EvalOutput()
+        band = np.searchsorted(self.edges, data.targets, side="right")
+        for index, name in enumerate(self.names()):
+            mask = band == index
+            pred, target = data.predictions[mask], data.targets[mask]
+            empty = "no row in this band" if not mask.any() else None
+            out.metrics[f"{name}_count"] = int(mask.sum())
+            out.put(f"{name}_mae", lambda p=pred, t=target: float(np.mean(np.abs(p - t))), empty)
+            out.put(f"{name}_bias", lambda p=pred, t=target: float(np.mean(p - t)), empty)
+            flat = empty or degenerate(pred, target)
+            out.put(
+                f"{name}_pearson",
+                lambda p=pred, t=target: float(stats.pearsonr(p, t).statistic),
+                flat,
+            )
+        return out
+
+
+@hookimpl
+def qp_register_evaluators() -> list[EvaluatorSpec]:
+    return [
+        EvaluatorSpec(
+            "regression",
+            Regression,
+            RegressionParams,
+            "MSE, RMSE, MAE, R2, Pearson/Spearman/Kendall, accuracy within 0.05/0.1, errors.",
+        ),
+        EvaluatorSpec(
+            "bands", Bands, BandsParams, "Count, MAE, bias and Pearson per quality band."
+        ),
+    ]

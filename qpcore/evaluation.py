@@ -1,0 +1,153 @@
+"""Evaluate a checkpoint on labelled data with evaluators picked by name.
+
+An evaluator plugin's factory returns an object with ``evaluate(data) ->
+EvalOutput``. Every statistic that is undefined for the data at hand (one row,
+constant predictions or targets) is reported as ``None`` with the reason in
+``EvalOutput.undefined``, never as NaN, so ``metrics.json`` stays valid JSON and
+a reader can tell "not computable" from a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from qpcore.data.manifest import Sample, read_manifest
+from qpcore.errors import QPError
+from qpcore.registry import Registry, default_registry
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What evaluators see: predictions and labels of the same rows, in order."""
+
+    predictions: np.ndarray
+    targets: np.ndarray
+    samples: Sequence[Sample]
+
+    @property
+    def errors(self) -> np.ndarray:
+        return self.predictions - self.targets
+
+
+@dataclass
+class EvalOutput:
+    """An evaluator's metrics, and why each ``None`` among them is undefined."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    undefined: dict[str, str] = field(default_factory=dict)
+
+    def put(self, name: str, compute: Callable[[], Any], needs: str | None = None) -> None:
+        """Store ``compute()`` under ``name``, or ``None`` with the reason
+        ``needs`` names when the data cannot define it."""
+        if needs is not None:
+            self.metrics[name] = None
+            self.undefined[name] = needs
+            return
+        value = compute()
+        if isinstance(value, float) and not math.isfinite(value):
+            self.metrics[name] = None
+            self.undefined[name] = "not finite for this data"
+            return
+        self.metrics[name] = value
+
+
+class Evaluator(Protocol):
+    def evaluate(self, data: EvalData) -> EvalOutput: ...
+
+
+def degenerate(predictions: np.ndarray, targets: np.ndarray) -> str | None:
+    """Why correlations are undefined for these arrays, or ``None`` if they are not."""
+    if len(targets) < 2:
+        return f"needs at least 2 rows, got {len(targets)}"
+    if np.ptp(targets) == 0:
+        return "targets are constant"
+    if np.ptp(predictions) == 0:
+        return "predictions are constant"
+    return None
+
+
+def run_evaluators(
+    data: EvalData, names: Sequence[str], registry: Registry | None = None
+) -> dict[str, Any]:
+    """Every named evaluator on ``data``: ``{"metrics": ..., "undefined": ...}``."""
+    registry = registry or default_registry()
+    metrics: dict[str, Any] = {"rows": len(data.targets)}
+    undefined: dict[str, str] = {}
+    for name in names:
+        spec = registry.get("evaluator", name, at="--evaluator")
+        out = spec.factory(spec.params()).evaluate(data)
+        clash = set(out.metrics) & set(metrics)
+        if clash:
+            raise QPError(f"evaluator {name!r} reports {sorted(clash)}, already reported")
+        metrics.update(out.metrics)
+        undefined.update(out.undefined)
+    return {"metrics": metrics, "undefined": undefined}
+
+
+def evaluate(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    evaluators: Sequence[str] = ("regression", "bands"),
+    out: str | Path | None = None,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Predict every row of ``manifest`` with ``checkpoint`` and evaluate.
+
+    With ``out``, writes ``metrics.json`` and ``predictions.csv`` there.
+    Rows whose image cannot be read are listed under ``"unreadable"`` and left
+    out of the metrics.
+    """
+    from qpcore.data.protocol import UnreadableImage
+    from qpcore.predictor import load_predictor, to_pixels
+
+    predictor = load_predictor(checkpoint, registry)
+    labelled = read_manifest(manifest)
+    trained_on = predictor.meta.label_protocol
+    if labelled.protocol and trained_on and labelled.protocol != trained_on:
+        raise QPError(
+            f"{manifest}: labels follow {labelled.protocol}, the model learnt {trained_on}"
+        )
+    samples = labelled.samples
+    kept: list[Sample] = []
+    pixels = []
+    unreadable = []
+    for sample in samples:
+        try:
+            pixels.append(to_pixels(sample.image))
+            kept.append(sample)
+        except (UnreadableImage, OSError) as exc:
+            unreadable.append({"image": str(sample.image), "line": sample.line, "error": str(exc)})
+    if not kept:
+        raise QPError(f"{manifest}: no row has a readable image")
+    params = [s.params for s in kept] if predictor.takes_params else None
+    predictions = predictor.predict(pixels, params)
+    data = EvalData(predictions, np.array([s.ssim for s in kept]), kept)
+    report = run_evaluators(data, evaluators, registry)
+    report.update(
+        checkpoint=str(checkpoint),
+        data=str(manifest),
+        evaluators=list(evaluators),
+        unreadable=unreadable,
+    )
+    if out is not None:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(
+            json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
+        with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "ssim", "predicted_ssim", "error"])
+            for sample, pred in zip(kept, predictions, strict=True):
+                writer.writerow(
+                    [sample.image, sample.ssim, f"{pred:.6f}", f"{pred - sample.ssim:.6f}"]
+                )
+    return report

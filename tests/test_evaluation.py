@@ -1,0 +1,119 @@
+"""Evaluators against scipy/scikit-learn on fixed arrays, degenerate data, qp evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from qpcore.cli import cli
+from qpcore.data.manifest import Sample
+from qpcore.data.protocol import DEFAULT_PARAMS
+from qpcore.evaluation import EvalData, run_evaluators
+
+RNG = np.random.default_rng(3)
+TARGETS = np.clip(RNG.beta(5, 1.5, 200), 0, 1)
+PREDICTIONS = np.clip(TARGETS + RNG.normal(0, 0.06, 200), 0, 1)
+
+
+def data(pred: np.ndarray, target: np.ndarray) -> EvalData:
+    samples = [
+        Sample(Path(f"/img/{i}.png"), float(t), DEFAULT_PARAMS, str(i), line=i + 2)
+        for i, t in enumerate(target)
+    ]
+    return EvalData(np.asarray(pred, float), np.asarray(target, float), samples)
+
+
+def test_regression_metrics_match_scipy_and_sklearn() -> None:
+    m = run_evaluators(data(PREDICTIONS, TARGETS), ["regression"])["metrics"]
+    assert m["mse"] == pytest.approx(mean_squared_error(TARGETS, PREDICTIONS))
+    assert m["rmse"] == pytest.approx(np.sqrt(mean_squared_error(TARGETS, PREDICTIONS)))
+    assert m["mae"] == pytest.approx(mean_absolute_error(TARGETS, PREDICTIONS))
+    assert m["r2_score"] == pytest.approx(r2_score(TARGETS, PREDICTIONS))
+    pearson = stats.pearsonr(PREDICTIONS, TARGETS)
+    assert m["pearson_correlation"] == pytest.approx(pearson.statistic)
+    assert m["pearson_p_value"] == pytest.approx(pearson.pvalue)
+    assert m["spearman_correlation"] == pytest.approx(stats.spearmanr(PREDICTIONS, TARGETS)[0])
+    assert m["kendall_tau"] == pytest.approx(stats.kendalltau(PREDICTIONS, TARGETS)[0])
+    err = PREDICTIONS - TARGETS
+    assert m["accuracy_5pct"] == pytest.approx(np.mean(np.abs(err) < 0.05))
+    assert m["error_skewness"] == pytest.approx(stats.skew(err))
+    assert m["error_kurtosis"] == pytest.approx(stats.kurtosis(err))
+    worst = m["outliers"][0]
+    assert worst["error"] == pytest.approx(err[np.argmax(np.abs(err))])
+    assert len(m["outliers"]) == 10 and worst["line"] == int(np.argmax(np.abs(err))) + 2
+
+
+def test_bands_follow_the_seed() -> None:
+    m = run_evaluators(data(PREDICTIONS, TARGETS), ["bands"])["metrics"]
+    high = TARGETS >= 0.8
+    low = TARGETS < 0.6
+    assert m["high_quality_count"] == high.sum() and m["low_quality_count"] == low.sum()
+    assert m["high_quality_count"] + m["medium_quality_count"] + m["low_quality_count"] == 200
+    assert m["high_quality_mae"] == pytest.approx(
+        mean_absolute_error(TARGETS[high], PREDICTIONS[high])
+    )
+    assert m["high_quality_bias"] == pytest.approx(np.mean(PREDICTIONS[high] - TARGETS[high]))
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "reason"),
+    [
+        ([0.5], [0.7], "needs at least 2 rows"),
+        ([0.5, 0.6, 0.7], [0.9, 0.9, 0.9], "targets are constant"),
+        ([0.5, 0.5, 0.5], [0.7, 0.8, 0.9], "predictions are constant"),
+    ],
+)
+def test_degenerate_data_gives_null_with_a_reason(
+    pred: list[float], target: list[float], reason: str
+) -> None:
+    report = run_evaluators(data(np.array(pred), np.array(target)), ["regression", "bands"])
+    m, why = report["metrics"], report["undefined"]
+    assert m["pearson_correlation"] is None and why["pearson_correlation"].startswith(reason)
+    assert m["mae"] is not None
+    assert m["low_quality_mae"] is None and why["low_quality_mae"] == "no row in this band"
+    json.dumps(report, allow_nan=False)  # never NaN
+
+
+def test_qp_evaluate_writes_metrics_and_predictions(tiny_manifest: Path, tmp_path: Path) -> None:
+    import yaml
+    from test_trainer import run_config
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(run_config(tiny_manifest, tmp_path)))
+    assert CliRunner().invoke(cli, ["train", str(cfg), "--quiet"]).exit_code == 0
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "run" / "best.pt"),
+            "--data",
+            str(tiny_manifest),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "rows: 40"
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["rows"] == 40 and "high_quality_mae" in report["metrics"]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "image,ssim,predicted_ssim,error" and len(rows) == 41
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "run" / "best.pt"),
+            "--data",
+            str(tiny_manifest),
+            "--evaluator",
+            "regresion",
+        ],
+    )
+    assert bad.exit_code == 2 and "regression" in bad.output
