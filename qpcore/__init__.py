@@ -33,6 +33,10 @@ def __getattr__(name: str) -> object:
         from qpcore.predictor import load_predictor
 
         return load_predictor
+    if name == "evaluate":
+        from qpcore.evaluation import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'qpcore' has no attribute {name!r}")
 
 
@@ -55,6 +59,7 @@ __all__ = [
     "SchedulerSpec",
     "UnknownComponentError",
     "__version__",
+    "evaluate",
     "hookimpl",
     "load_predictor",
 ]

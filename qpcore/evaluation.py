@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from qpcore.config import ComponentRef
 from qpcore.data.manifest import Sample, read_manifest
 from qpcore.errors import QPError
 from qpcore.registry import Registry, default_registry
@@ -75,15 +76,22 @@ def degenerate(predictions: np.ndarray, targets: np.ndarray) -> str | None:
 
 
 def run_evaluators(
-    data: EvalData, names: Sequence[str], registry: Registry | None = None
+    data: EvalData,
+    evaluators: Sequence[str | ComponentRef],
+    registry: Registry | None = None,
 ) -> dict[str, Any]:
-    """Every named evaluator on ``data``: ``{"metrics": ..., "undefined": ...}``."""
+    """Every evaluator on ``data``: ``{"metrics": ..., "undefined": ...}``.
+
+    ``evaluators`` are names (default params) or resolved config entries.
+    """
     registry = registry or default_registry()
     metrics: dict[str, Any] = {"rows": len(data.targets)}
     undefined: dict[str, str] = {}
-    for name in names:
-        spec = registry.get("evaluator", name, at="--evaluator")
-        out = spec.factory(spec.params()).evaluate(data)
+    for item in evaluators:
+        name = item if isinstance(item, str) else item.name
+        spec = registry.get("evaluator", name, at="evaluators")
+        params = spec.params() if isinstance(item, str) else item.params
+        out = spec.factory(params).evaluate(data)
         clash = set(out.metrics) & set(metrics)
         if clash:
             raise QPError(f"evaluator {name!r} reports {sorted(clash)}, already reported")

@@ -52,6 +52,7 @@ from qpcore.data.manifest import Sample
 from qpcore.data.protocol import PROTOCOL, encode_params
 from qpcore.epoch_metrics import metric_mode
 from qpcore.errors import QPError
+from qpcore.evaluation import EvalData, run_evaluators
 from qpcore.feature_cache import ImageInputs, cached_features
 from qpcore.loss_output import split_loss_output
 from qpcore.registry import Registry
@@ -552,12 +553,29 @@ class Trainer:
             # No finite epoch (NaN from the first one): nothing worth scoring.
             if len(self.splits[split]) and best is not None:
                 results[split] = {"rows": len(self.splits[split]), **self.score(split)}
+        if self.cfg.evaluators and len(self.splits["test"]) and best is not None:
+            results["evaluation"] = str(self._evaluate_test())
         path = self.run_dir / "results.json"
         path.write_text(json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
         return results
 
     def score(self, split: str) -> dict[str, float | None]:
         """Metrics of the current weights on one split."""
+        return regression_metrics(self.predict_split(split), self.splits[split].labels.numpy())
+
+    def _evaluate_test(self) -> Path:
+        """The config's evaluators on the test split; returns metrics.json's path."""
+        rows = self.splits["test"]
+        data = EvalData(self.predict_split("test"), rows.labels.numpy().astype(float), rows.samples)
+        report = run_evaluators(data, self.cfg.evaluators, self.registry)
+        report["split"] = "test"
+        path = self.run_dir / "eval" / "metrics.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        return path
+
+    def predict_split(self, split: str) -> np.ndarray:
+        """Predictions of the current weights for one split, in row order."""
         self.model.eval()
         rows = self.splits[split]
         batches = self._batches(0, split)
@@ -566,7 +584,7 @@ class Trainer:
                 self._forward(inputs, rows.params[index]).cpu()
                 for index, inputs in zip(batches, self._inputs(split, batches, 0), strict=True)
             ]
-        return regression_metrics(torch.cat(preds).numpy(), rows.labels.numpy())
+        return torch.cat(preds).numpy()
 
     # --- checkpoints and logs ----------------------------------------------
 

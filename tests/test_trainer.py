@@ -83,6 +83,7 @@ def test_day14_integration(tiny_manifest: Path, tmp_path: Path) -> None:
         loss={"name": "combined", "ranking_weight": 0.1, "correlation_weight": 0.1},
         scheduler={"name": "reduce_on_plateau", "monitor": "val_loss", "patience": 2},
         trainer={"epochs": 5, "batch_size": 8, "num_threads": 1},
+        evaluators=["regression", {"name": "bands", "edges": [0.9]}],
     )
     monitor = RecordingMonitor()
     trainer = fit(cfg, monitors=[monitor])
@@ -104,6 +105,12 @@ def test_day14_integration(tiny_manifest: Path, tmp_path: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     assert results["feature_cache"] is True and results["epochs"] == 5
     assert results["val"]["rows"] == len(trainer.splits["val"])
+    # The config's evaluators ran on the test split, with the best weights.
+    report = json.loads((run / "eval" / "metrics.json").read_text())
+    assert results["evaluation"] == str(run / "eval" / "metrics.json")
+    assert report["split"] == "test" and report["metrics"]["rows"] == results["test"]["rows"]
+    assert report["metrics"]["mae"] == pytest.approx(results["test"]["mae"], abs=1e-6)
+    assert "band_0_0.9_count" in report["metrics"]
     # The predictor (uncached path: images decoded, features computed) agrees with
     # the trainer's scores of the best weights (cached path).
     predictor = load_predictor(run / "best.pt")
