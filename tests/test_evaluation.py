@@ -117,3 +117,31 @@ def test_qp_evaluate_writes_metrics_and_predictions(tiny_manifest: Path, tmp_pat
         ],
     )
     assert bad.exit_code == 2 and "regression" in bad.output
+
+
+def test_conformal_intervals_reach_their_nominal_coverage() -> None:
+    rng = np.random.default_rng(11)
+    target = rng.uniform(0.3, 1.0, 4000)
+    pred = target + rng.normal(0, 0.05, 4000)
+    m = run_evaluators(data(pred, target), ["calibration"])["metrics"]
+    test_rows = m["coverage_test_rows"]
+    assert m["calibration_rows"] + test_rows == 4000
+    for level in (80, 90, 95):
+        p = level / 100
+        sigma = np.sqrt(p * (1 - p) / test_rows)
+        assert abs(m[f"conformal_coverage_{level}"] - p) < 4 * sigma
+        # Half-widths follow the normal quantiles of the noise.
+        assert m[f"conformal_halfwidth_{level}"] == pytest.approx(
+            0.05 * stats.norm.ppf(0.5 + p / 2), rel=0.1
+        )
+
+
+def test_conformal_needs_enough_calibration_rows() -> None:
+    from qp_evaluators import conformal_halfwidth
+
+    assert conformal_halfwidth(np.arange(9.0), 0.9) == 8.0  # rank ceil(10 * 0.9) = 9
+    assert conformal_halfwidth(np.arange(8.0), 0.9) is None
+    report = run_evaluators(data(PREDICTIONS[:20], TARGETS[:20]), ["calibration"])
+    assert report["metrics"]["conformal_halfwidth_95"] is None
+    assert report["undefined"]["conformal_halfwidth_95"] == "needs at least 19 calibration rows"
+    assert report["metrics"]["conformal_halfwidth_80"] is not None

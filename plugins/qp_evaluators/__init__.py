@@ -126,6 +126,76 @@ class Bands:
         return out
 
 
+class CalibrationParams(Params):
+    levels: list[float] = Field(
+        default_factory=lambda: [0.8, 0.9, 0.95],
+        description="Nominal coverages of the intervals, each in (0, 1).",
+    )
+    calibration_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Share of the rows that calibrates; the rest tests."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the calibration/test split.")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < v < 1 for v in value):
+            raise ValueError("every level must lie strictly between 0 and 1")
+        return value
+
+
+def conformal_halfwidth(residuals: np.ndarray, level: float) -> float | None:
+    """Split-conformal half-width: the ceil((n+1) level)-th smallest absolute
+    residual, which covers a new exchangeable row with probability >= level.
+    ``None`` when n is too small for that rank to exist."""
+    n = len(residuals)
+    rank = int(np.ceil((n + 1) * level - 1e-9))  # 10 * 0.9 must stay 9
+    if rank > n:
+        return None
+    return float(np.sort(np.abs(residuals))[rank - 1])
+
+
+class Calibration:
+    """Split-conformal prediction intervals and whether they hold.
+
+    Rows are split by source group (rows of one image stay together) into a
+    calibration part, whose absolute errors give each level's half-width, and a
+    test part, on which the empirical coverage is measured: a coverage well under
+    the level means the errors are not exchangeable between the parts.
+    """
+
+    def __init__(self, params: CalibrationParams) -> None:
+        self.params = params
+
+    def evaluate(self, data: EvalData) -> EvalOutput:
+        out = EvalOutput()
+        groups = sorted({s.group for s in data.samples})
+        rng = np.random.default_rng(self.params.seed)
+        chosen = set(
+            rng.permutation(groups)[: round(len(groups) * self.params.calibration_fraction)]
+        )
+        calib = np.array([s.group in chosen for s in data.samples])
+        residuals, held = data.errors[calib], np.abs(data.errors[~calib])
+        out.metrics["calibration_rows"] = int(calib.sum())
+        out.metrics["coverage_test_rows"] = int((~calib).sum())
+        for level in self.params.levels:
+            tag = f"{round(level * 100):d}"
+            width = conformal_halfwidth(residuals, level)
+            few = (
+                f"needs at least {int(np.ceil(level / (1 - level) - 1e-9))} calibration rows"
+                if width is None
+                else None
+            )
+            out.put(f"conformal_halfwidth_{tag}", lambda w=width: w, few)
+            empty = few or ("no test rows" if not len(held) else None)
+            out.put(
+                f"conformal_coverage_{tag}",
+                lambda w=width: float(np.mean(held <= w)),
+                empty,
+            )
+        return out
+
+
 @hookimpl
 def qp_register_evaluators() -> list[EvaluatorSpec]:
     return [
@@ -137,5 +207,11 @@ def qp_register_evaluators() -> list[EvaluatorSpec]:
         ),
         EvaluatorSpec(
             "bands", Bands, BandsParams, "Count, MAE, bias and Pearson per quality band."
+        ),
+        EvaluatorSpec(
+            "calibration",
+            Calibration,
+            CalibrationParams,
+            "Split-conformal intervals at 80/90/95 % and their empirical coverage.",
         ),
     ]
