@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -24,14 +24,19 @@ from qpcore.data.manifest import Sample, read_manifest
 from qpcore.errors import QPError
 from qpcore.registry import Registry, default_registry
 
+if TYPE_CHECKING:
+    from qpcore.predictor import Predictor
+
 
 @dataclass(frozen=True)
 class EvalData:
-    """What evaluators see: predictions and labels of the same rows, in order."""
+    """What evaluators see: predictions and labels of the same rows, in order,
+    and the predictor that made them when there is one (timing needs it)."""
 
     predictions: np.ndarray
     targets: np.ndarray
     samples: Sequence[Sample]
+    predictor: Predictor | None = None
 
     @property
     def errors(self) -> np.ndarray:
@@ -100,6 +105,34 @@ def run_evaluators(
     return {"metrics": metrics, "undefined": undefined}
 
 
+def predict_rows(predictor: Predictor, rows: Sequence[Sample]) -> np.ndarray:
+    """Predictions for labelled rows (each with its own params where the model
+    takes them). Frozen backbones read the feature cache the trainer fills, so
+    evaluating the images a model was trained or validated on costs only the head."""
+    import torch
+
+    from qpcore.data.dataset import cache_root
+    from qpcore.data.protocol import encode_params
+    from qpcore.feature_cache import cached_features
+
+    model = predictor.model
+    paths = [s.image for s in rows]
+    if model.backbones_trainable:
+        params = [s.params for s in rows] if predictor.takes_params else None
+        return predictor.predict(paths, params)
+    tables = [
+        cached_features(b, paths, cache_root(), device=predictor.device, progress=False)[0]
+        for b in model.backbones
+    ]
+    features = torch.from_numpy(np.concatenate(tables, axis=1)).to(predictor.device)
+    encoded = None
+    if predictor.takes_params:
+        encoded = torch.from_numpy(np.stack([encode_params(s.params) for s in rows]))
+        encoded = encoded.to(predictor.device)
+    with torch.no_grad():
+        return model.predict_features(features, encoded).float().cpu().numpy()
+
+
 def evaluate(
     checkpoint: str | Path,
     manifest: str | Path,
@@ -125,19 +158,17 @@ def evaluate(
         )
     samples = labelled.samples
     kept: list[Sample] = []
-    pixels = []
     unreadable = []
     for sample in samples:
         try:
-            pixels.append(to_pixels(sample.image))
+            to_pixels(sample.image)
             kept.append(sample)
         except (UnreadableImage, OSError) as exc:
             unreadable.append({"image": str(sample.image), "line": sample.line, "error": str(exc)})
     if not kept:
         raise QPError(f"{manifest}: no row has a readable image")
-    params = [s.params for s in kept] if predictor.takes_params else None
-    predictions = predictor.predict(pixels, params)
-    data = EvalData(predictions, np.array([s.ssim for s in kept]), kept)
+    predictions = predict_rows(predictor, kept)
+    data = EvalData(predictions, np.array([s.ssim for s in kept]), kept, predictor)
     report = run_evaluators(data, evaluators, registry)
     report.update(
         checkpoint=str(checkpoint),

@@ -105,6 +105,31 @@ def test_qp_evaluate_writes_metrics_and_predictions(tiny_manifest: Path, tmp_pat
     assert report["metrics"]["rows"] == 40 and "high_quality_mae" in report["metrics"]
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "image,ssim,predicted_ssim,error" and len(rows) == 41
+    # Predictions through the feature cache equal the predictor's own path.
+    from qpcore.predictor import load_predictor
+
+    images = [line.split(",")[0] for line in rows[1:]]
+    direct = load_predictor(tmp_path / "run" / "best.pt").predict(images)
+    cached = np.array([float(line.split(",")[2]) for line in rows[1:]])
+    np.testing.assert_allclose(cached, direct, atol=2e-6)
+    timed = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "run" / "best.pt"),
+            "--data",
+            str(tiny_manifest),
+            "--evaluator",
+            "timing",
+            "--out",
+            str(tmp_path / "timed"),
+        ],
+    )
+    assert timed.exit_code == 0, timed.output
+    timing = json.loads((tmp_path / "timed" / "metrics.json").read_text())["metrics"]
+    assert timing["timed_images"] == 40
+    assert 0 < timing["time_per_image_ms_p50"] <= timing["time_per_image_ms_p95"]
+    assert timing["throughput_images_per_s"] > 0
     bad = CliRunner().invoke(
         cli,
         [
@@ -134,6 +159,12 @@ def test_conformal_intervals_reach_their_nominal_coverage() -> None:
         assert m[f"conformal_halfwidth_{level}"] == pytest.approx(
             0.05 * stats.norm.ppf(0.5 + p / 2), rel=0.1
         )
+
+
+def test_timing_without_a_model_is_null_with_a_reason() -> None:
+    report = run_evaluators(data(PREDICTIONS, TARGETS), ["timing"])
+    assert report["metrics"]["time_per_image_ms_p50"] is None
+    assert report["undefined"]["time_per_image_ms_p50"].startswith("no model to time")
 
 
 def test_conformal_needs_enough_calibration_rows() -> None:

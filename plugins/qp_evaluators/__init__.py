@@ -8,6 +8,7 @@ working; definitions are in ``docs/evaluation.md``.
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -15,6 +16,7 @@ from scipy import stats
 
 from qpcore import EvaluatorSpec, Params, hookimpl
 from qpcore.evaluation import EvalData, EvalOutput, degenerate
+from qpcore.predictor import to_pixels
 
 
 class RegressionParams(Params):
@@ -196,6 +198,45 @@ class Calibration:
         return out
 
 
+class TimingParams(Params):
+    images: int = Field(50, ge=1, le=10000, description="Images timed one by one.")
+    batch_size: int = Field(32, ge=1, description="Batch size of the throughput run.")
+
+
+class Timing:
+    """What one prediction costs: per image (features included, from decoded
+    pixels, the way a pipeline asks before a conversion) and in batches."""
+
+    def __init__(self, params: TimingParams) -> None:
+        self.params = params
+
+    def evaluate(self, data: EvalData) -> EvalOutput:
+        out = EvalOutput()
+        names = ("time_per_image_ms_p50", "time_per_image_ms_p95", "throughput_images_per_s")
+        if data.predictor is None:
+            for name in names:
+                out.put(name, lambda: None, "no model to time (predictions given as arrays)")
+            return out
+        predictor = data.predictor
+        paths = list(dict.fromkeys(s.image for s in data.samples))[: self.params.images]
+        pixels = [to_pixels(p) for p in paths]
+        predictor.predict(pixels[:1])  # warm-up: first calls allocate
+        seconds = []
+        for image in pixels:
+            start = time.perf_counter()
+            predictor.predict([image])
+            seconds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        predictor.predict(pixels, batch_size=self.params.batch_size)
+        batched = time.perf_counter() - start
+        ms = np.asarray(seconds) * 1000
+        out.metrics["timed_images"] = len(pixels)
+        out.put(names[0], lambda: float(np.percentile(ms, 50)))
+        out.put(names[1], lambda: float(np.percentile(ms, 95)))
+        out.put(names[2], lambda: float(len(pixels) / batched))
+        return out
+
+
 @hookimpl
 def qp_register_evaluators() -> list[EvaluatorSpec]:
     return [
@@ -213,5 +254,8 @@ def qp_register_evaluators() -> list[EvaluatorSpec]:
             Calibration,
             CalibrationParams,
             "Split-conformal intervals at 80/90/95 % and their empirical coverage.",
+        ),
+        EvaluatorSpec(
+            "timing", Timing, TimingParams, "Prediction time per image and batched throughput."
         ),
     ]
