@@ -16,7 +16,13 @@ import click
 
 from qpcore import __version__
 from qpcore.cli_data import data
-from qpcore.cli_train import evaluate_command, export_command, predict, train
+from qpcore.cli_train import (
+    compare_command,
+    evaluate_command,
+    export_command,
+    predict,
+    train,
+)
 from qpcore.config_io import dump_yaml, load_run_config
 from qpcore.errors import QPError
 from qpcore.registry import Registry, default_registry
@@ -230,6 +236,7 @@ cli.add_command(train)
 cli.add_command(predict)
 cli.add_command(export_command)
 cli.add_command(evaluate_command)
+cli.add_command(compare_command)
 
 
 def main() -> None:

@@ -202,3 +202,65 @@ def evaluate_command(
         click.echo(f"{len(report['unreadable'])} rows skipped: image unreadable", err=True)
     if out is not None:
         click.echo(f"wrote {out / 'metrics.json'}")
+
+
+@click.command(name="compare")
+@click.argument(
+    "checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--data",
+    "manifest",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Labelled manifest CSV both models predict.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--boots", type=click.IntRange(min=100), default=2000, show_default=True)
+def compare_command(
+    checkpoints: tuple[Path, ...], manifest: Path, out: Path | None, boots: int
+) -> None:
+    """Compare models on the same labelled rows: the first checkpoint (A) against
+    each other one (B), with paired bootstrap intervals, Williams' test for the
+    correlations and Wilcoxon's for the absolute errors; a verdict per pair.
+
+    With --out, writes compare.json and compare.md.
+    """
+    import numpy as np
+
+    from qpcore.compare import compare_predictions, single_scores
+    from qpcore.data.manifest import read_manifest
+    from qpcore.evaluation import predict_rows
+
+    if len(checkpoints) < 2:
+        raise QPError("give at least two checkpoints to compare")
+    rows = read_manifest(manifest).samples
+    if not rows:
+        raise QPError(f"{manifest}: no rows")
+    target = np.array([s.ssim for s in rows])
+    preds = [predict_rows(load_predictor(c), rows) for c in checkpoints]
+    table = ["| model | Pearson | Spearman | MAE |", "|---|---:|---:|---:|"]
+    pairs = []
+    for path, pred in zip(checkpoints, preds, strict=True):
+        scores = single_scores(pred, target)
+        cells = ["-" if scores[k] is None else f"{scores[k]:.4f}" for k in scores]
+        table.append(f"| {_md(str(path))} | " + " | ".join(cells) + " |")
+    lines = [*table, ""]
+    for path, pred in zip(checkpoints[1:], preds[1:], strict=True):
+        result = compare_predictions(preds[0], pred, target, boots=boots)
+        result.update(a=str(checkpoints[0]), b=str(path))
+        pairs.append(result)
+        lines.append(f"A = {_md(str(checkpoints[0]))}, B = {_md(str(path))}: {result['verdict']}")
+    click.echo("\n".join(lines))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(
+            json.dumps({"data": str(manifest), "pairs": pairs}, indent=2, allow_nan=False) + "\n"
+        )
+        (out / "compare.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        click.echo(f"wrote {out / 'compare.md'}")
+
+
+def _md(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
