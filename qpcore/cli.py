@@ -18,6 +18,7 @@ from qpcore import __version__
 from qpcore.cli_data import data
 from qpcore.cli_train import (
     compare_command,
+    cv_command,
     evaluate_command,
     export_command,
     predict,
@@ -237,6 +238,7 @@ cli.add_command(predict)
 cli.add_command(export_command)
 cli.add_command(evaluate_command)
 cli.add_command(compare_command)
+cli.add_command(cv_command)
 
 
 def main() -> None:

@@ -149,6 +149,8 @@ class Trainer:
         run_dir: The run folder (created).
         monitors: Extra hook objects (the config's monitors are added to them).
         quiet: No progress bars or per-epoch lines.
+        splits: Train/val/test rows to use instead of the dataset's own split
+            (cross-validation folds).
     """
 
     def __init__(
@@ -158,8 +160,10 @@ class Trainer:
         run_dir: Path,
         monitors: Iterable[object] = (),
         quiet: bool = False,
+        splits: Mapping[str, list[Sample]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._given_splits = splits
         self.registry = registry
         self.run_dir = Path(run_dir)
         self.quiet = quiet
@@ -218,7 +222,8 @@ class Trainer:
             raise QPError(f"dataset {ref.name!r} returned {type(data).__name__}, not LabelledData")
         if data.protocol not in (None, PROTOCOL):
             raise QPError(f"{data.origin}: labels follow {data.protocol!r}, not {PROTOCOL}")
-        splits = {name: Rows.of(rows) for name, rows in data.split(ref.params).items()}
+        chosen = self._given_splits or data.split(ref.params)
+        splits = {name: Rows.of(list(chosen[name])) for name in ("train", "val", "test")}
         train = splits["train"]
         if len(train) == 0:
             raise QPError(f"{data.origin}: the training split is empty")

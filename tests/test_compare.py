@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -78,3 +79,32 @@ def test_qp_compare_of_a_model_with_itself(tiny_manifest: Path, tmp_path: Path) 
     assert json.loads((out / "compare.json").read_text())["pairs"][0]["rows"] == 40
     one = CliRunner().invoke(cli, ["compare", best, "--data", str(tiny_manifest)])
     assert one.exit_code == 2 and "at least two" in one.output
+
+
+def test_cross_validation_folds_are_disjoint_and_summarised(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    from test_trainer import run_config
+
+    from qpcore.data.manifest import read_manifest
+    from qpcore.data.splits import fold_samples
+
+    rows = read_manifest(tiny_manifest).samples
+    parts = fold_samples(rows, 4, 0)
+    assert sorted(s.line for p in parts for s in p) == sorted(s.line for s in rows)
+    assert all(8 <= len(p) <= 12 for p in parts)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(run_config(tiny_manifest, tmp_path)))
+    result = CliRunner().invoke(cli, ["cv", str(cfg), "--folds", "4", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert [f["fold"] for f in report["folds"]] == [1, 2, 3, 4]
+    assert sum(f["rows"] for f in report["folds"]) == 40
+    maes = [f["mae"] for f in report["folds"]]
+    assert report["summary"]["mae"]["mean"] == pytest.approx(np.mean(maes))
+    low, high = report["summary"]["mae"]["ci95"]
+    assert low < np.mean(maes) < high
+    assert (tmp_path / "run" / "fold-4" / "best.pt").is_file()
+    assert "mae: mean" in result.output
+    too_few = CliRunner().invoke(cli, ["cv", str(cfg), "--folds", "2"])
+    assert too_few.exit_code == 2

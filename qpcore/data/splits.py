@@ -43,6 +43,28 @@ def split_samples(samples: Sequence[T], val: float, test: float, seed: int) -> d
     """
     if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
         raise ValueError("val and test shares must be >= 0 and sum to less than 1")
+    assignment = _deal(samples, np.array([1.0 - val - test, val, test]), seed)
+    out: dict[str, list[T]] = {name: [] for name in SPLITS}
+    for sample in samples:
+        out[SPLITS[assignment[sample.group]]].append(sample)
+    return out
+
+
+def fold_samples(samples: Sequence[T], folds: int, seed: int) -> list[list[T]]:
+    """Deal ``samples`` into ``folds`` parts of about equal size, by group and
+    stratified by band like :func:`split_samples`; rows in input order."""
+    if folds < 2:
+        raise ValueError("cross-validation needs at least 2 folds")
+    assignment = _deal(samples, np.full(folds, 1.0 / folds), seed)
+    out: list[list[T]] = [[] for _ in range(folds)]
+    for sample in samples:
+        out[assignment[sample.group]].append(sample)
+    return out
+
+
+def _deal(samples: Sequence[Sample], shares: np.ndarray, seed: int) -> dict[str, int]:
+    """Group -> part index: within each band, groups in seeded order go to the
+    part furthest below its share of rows (ties to the earlier part)."""
     members: dict[str, list[int]] = defaultdict(list)
     for i, sample in enumerate(samples):
         members[sample.group].append(i)
@@ -50,21 +72,16 @@ def split_samples(samples: Sequence[T], val: float, test: float, seed: int) -> d
     for group in sorted(members):
         mean = float(np.mean([samples[i].ssim for i in members[group]]))
         by_band[band_of(mean)].append(group)
-    shares = np.array([1.0 - val - test, val, test])
     assignment: dict[str, int] = {}
     for band in sorted(by_band):
         groups = by_band[band]
         order = np.random.default_rng([seed, band]).permutation(len(groups))
         total = sum(len(members[g]) for g in groups)
-        filled = np.zeros(3)
+        filled = np.zeros(len(shares))
         for k in order:
             group = groups[int(k)]
-            # The split furthest below its target; ties go to the earlier split.
             deficit = shares * total - filled
             choice = int(np.argmax(np.where(shares > 0, deficit, -np.inf)))
             assignment[group] = choice
             filled[choice] += len(members[group])
-    out: dict[str, list[T]] = {name: [] for name in SPLITS}
-    for sample in samples:
-        out[SPLITS[assignment[sample.group]]].append(sample)
-    return out
+    return assignment
