@@ -105,32 +105,68 @@ def run_evaluators(
     return {"metrics": metrics, "undefined": undefined}
 
 
-def predict_rows(predictor: Predictor, rows: Sequence[Sample]) -> np.ndarray:
-    """Predictions for labelled rows (each with its own params where the model
-    takes them). Frozen backbones read the feature cache the trainer fills, so
-    evaluating the images a model was trained or validated on costs only the head."""
+def row_inputs(predictor: Predictor, rows: Sequence[Sample]) -> tuple[Any, Any]:
+    """Features ``[N, F]`` and encoded params (or ``None``) of labelled rows, for
+    models whose backbones are all frozen: read from the trainer's feature cache,
+    so images a run has already seen cost nothing."""
     import torch
 
     from qpcore.data.dataset import cache_root
     from qpcore.data.protocol import encode_params
     from qpcore.feature_cache import cached_features
 
-    model = predictor.model
     paths = [s.image for s in rows]
-    if model.backbones_trainable:
-        params = [s.params for s in rows] if predictor.takes_params else None
-        return predictor.predict(paths, params)
     tables = [
         cached_features(b, paths, cache_root(), device=predictor.device, progress=False)[0]
-        for b in model.backbones
+        for b in predictor.model.backbones
     ]
     features = torch.from_numpy(np.concatenate(tables, axis=1)).to(predictor.device)
     encoded = None
     if predictor.takes_params:
         encoded = torch.from_numpy(np.stack([encode_params(s.params) for s in rows]))
         encoded = encoded.to(predictor.device)
+    return features, encoded
+
+
+def predict_rows(predictor: Predictor, rows: Sequence[Sample]) -> np.ndarray:
+    """Predictions for labelled rows (each with its own params where the model
+    takes them); frozen backbones read the feature cache (see :func:`row_inputs`)."""
+    import torch
+
+    model = predictor.model
+    if model.backbones_trainable:
+        params = [s.params for s in rows] if predictor.takes_params else None
+        return predictor.predict([s.image for s in rows], params)
+    features, encoded = row_inputs(predictor, rows)
     with torch.no_grad():
         return model.predict_features(features, encoded).float().cpu().numpy()
+
+
+def mc_dropout(
+    predictor: Predictor, rows: Sequence[Sample], passes: int, seed: int = 0
+) -> np.ndarray | None:
+    """``[passes, N]`` predictions with the head's dropout left on (Gal and
+    Ghahramani's MC dropout); BatchNorm stays in eval mode. ``None`` when the
+    head has no dropout or a backbone trains (features would not be fixed)."""
+    import torch
+    from torch import nn
+
+    model = predictor.model
+    drops = [m for m in model.head.modules() if isinstance(m, nn.Dropout)]
+    if not drops or model.backbones_trainable:
+        return None
+    features, encoded = row_inputs(predictor, rows)
+    out = []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for drop in drops:
+                drop.train()
+            for _ in range(passes):
+                out.append(model.predict_features(features, encoded).float().cpu().numpy())
+    finally:
+        model.eval()
+    return np.stack(out)
 
 
 def evaluate(

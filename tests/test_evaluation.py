@@ -130,6 +130,33 @@ def test_qp_evaluate_writes_metrics_and_predictions(tiny_manifest: Path, tmp_pat
     assert timing["timed_images"] == 40
     assert 0 < timing["time_per_image_ms_p50"] <= timing["time_per_image_ms_p95"]
     assert timing["throughput_images_per_s"] > 0
+    # MC dropout on the real model: a spread, deterministic, model left in eval.
+    from qpcore.data.manifest import read_manifest
+    from qpcore.evaluation import mc_dropout
+
+    predictor = load_predictor(tmp_path / "run" / "best.pt")
+    samples = read_manifest(tiny_manifest).samples
+    before = predictor.predict(images[:3])
+    draws = mc_dropout(predictor, samples, passes=8)
+    assert draws.shape == (8, 40) and draws.std(0).mean() > 0
+    np.testing.assert_array_equal(draws, mc_dropout(predictor, samples, passes=8))
+    np.testing.assert_array_equal(before, predictor.predict(images[:3]))
+    calibrated = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "run" / "best.pt"),
+            "--data",
+            str(tiny_manifest),
+            "--evaluator",
+            "calibration",
+            "--out",
+            str(tmp_path / "cal"),
+        ],
+    )
+    assert calibrated.exit_code == 0, calibrated.output
+    cal = json.loads((tmp_path / "cal" / "metrics.json").read_text())["metrics"]
+    assert cal["mc_dropout_std_mean"] > 0 and 0 <= cal["mc_dropout_coverage_90"] <= 1
     bad = CliRunner().invoke(
         cli,
         [
@@ -165,6 +192,12 @@ def test_timing_without_a_model_is_null_with_a_reason() -> None:
     report = run_evaluators(data(PREDICTIONS, TARGETS), ["timing"])
     assert report["metrics"]["time_per_image_ms_p50"] is None
     assert report["undefined"]["time_per_image_ms_p50"].startswith("no model to time")
+
+
+def test_mc_dropout_without_a_model_is_null_with_a_reason() -> None:
+    report = run_evaluators(data(PREDICTIONS, TARGETS), ["calibration"])
+    assert report["metrics"]["mc_dropout_std_mean"] is None
+    assert report["undefined"]["mc_dropout_std_mean"].startswith("no model to sample")
 
 
 def test_conformal_needs_enough_calibration_rows() -> None:

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from scipy import stats
 
 from qpcore import EvaluatorSpec, Params, hookimpl
-from qpcore.evaluation import EvalData, EvalOutput, degenerate
+from qpcore.evaluation import EvalData, EvalOutput, degenerate, mc_dropout
 from qpcore.predictor import to_pixels
 
 
@@ -137,6 +137,7 @@ class CalibrationParams(Params):
         0.5, gt=0, lt=1, description="Share of the rows that calibrates; the rest tests."
     )
     seed: int = Field(0, ge=0, description="Seed of the calibration/test split.")
+    mc_passes: int = Field(30, ge=0, le=1000, description="MC-dropout passes of the head (0: off).")
 
     @field_validator("levels")
     @classmethod
@@ -195,7 +196,31 @@ class Calibration:
                 lambda w=width: float(np.mean(held <= w)),
                 empty,
             )
+        self._mc_dropout(data, out)
         return out
+
+    def _mc_dropout(self, data: EvalData, out: EvalOutput) -> None:
+        """Per-row spread of MC-dropout predictions, and whether it means
+        anything: its rank correlation with the actual error, and how often a
+        normal interval of that spread covers the label."""
+        names = ("mc_dropout_std_mean", "mc_dropout_error_spearman", "mc_dropout_coverage_90")
+        draws = None
+        reason = "MC dropout is off (mc_passes: 0)"
+        if self.params.mc_passes and data.predictor is None:
+            reason = "no model to sample (predictions given as arrays)"
+        elif self.params.mc_passes:
+            draws = mc_dropout(data.predictor, data.samples, self.params.mc_passes)
+            reason = "the head has no dropout, or a backbone trains"
+        if draws is None:
+            for name in names:
+                out.put(name, lambda: None, reason)
+            return
+        std, centre = draws.std(0), draws.mean(0)
+        err = np.abs(centre - data.targets)
+        flat = degenerate(std, err)
+        out.put(names[0], lambda: float(std.mean()))
+        out.put(names[1], lambda: float(stats.spearmanr(std, err).statistic), flat)
+        out.put(names[2], lambda: float(np.mean(err <= 1.6449 * std)))
 
 
 class TimingParams(Params):
