@@ -157,6 +157,25 @@ def test_qp_evaluate_writes_metrics_and_predictions(tiny_manifest: Path, tmp_pat
     assert calibrated.exit_code == 0, calibrated.output
     cal = json.loads((tmp_path / "cal" / "metrics.json").read_text())["metrics"]
     assert cal["mc_dropout_std_mean"] > 0 and 0 <= cal["mc_dropout_coverage_90"] <= 1
+    analysed = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "run" / "best.pt"),
+            "--data",
+            str(tiny_manifest),
+            "--evaluator",
+            "features",
+            "--out",
+            str(tmp_path / "feat"),
+        ],
+    )
+    assert analysed.exit_code == 0, analysed.output
+    feat = json.loads((tmp_path / "feat" / "metrics.json").read_text())["metrics"]
+    assert feat["feature_count"] == predictor.model.num_features
+    top = feat["feature_correlations"]
+    assert len(top) == 10 and abs(top[0]["corr_label"]) >= abs(top[-1]["corr_label"])
+    assert top[0]["feature"] in {n for b in predictor.model.backbones for n in b.feature_names}
     bad = CliRunner().invoke(
         cli,
         [

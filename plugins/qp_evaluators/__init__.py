@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from scipy import stats
 
 from qpcore import EvaluatorSpec, Params, hookimpl
-from qpcore.evaluation import EvalData, EvalOutput, degenerate, mc_dropout
+from qpcore.evaluation import EvalData, EvalOutput, degenerate, mc_dropout, row_inputs
 from qpcore.predictor import to_pixels
 
 
@@ -223,6 +223,67 @@ class Calibration:
         out.put(names[2], lambda: float(np.mean(err <= 1.6449 * std)))
 
 
+class FeaturesParams(Params):
+    top: int = Field(10, ge=1, le=1000, description="Features listed by correlation.")
+
+
+class Features:
+    """The seed's feature analysis: activation statistics of the features the
+    head reads, and which of them correlate most with the prediction and the
+    label (hand-made features by name; learnt ones by index)."""
+
+    def __init__(self, params: FeaturesParams) -> None:
+        self.params = params
+
+    def evaluate(self, data: EvalData) -> EvalOutput:
+        out = EvalOutput()
+        names = (
+            "feature_count",
+            "feature_mean_activation",
+            "feature_dead_fraction",
+            "feature_correlations",
+        )
+        predictor = data.predictor
+        reason = None
+        if predictor is None:
+            reason = "no model to read features from (predictions given as arrays)"
+        elif predictor.model.backbones_trainable:
+            reason = "a backbone trains: features are not fixed per image"
+        if reason:
+            for name in names:
+                out.put(name, lambda: None, reason)
+            return out
+        features = row_inputs(predictor, data.samples)[0].cpu().numpy().astype(float)
+        labels = [
+            n
+            for b in predictor.model.backbones
+            for n in (
+                b.feature_names or [f"{type(b).__name__}[{i}]" for i in range(b.num_features)]
+            )
+        ]
+        spread = features.std(0)
+        out.metrics["feature_count"] = features.shape[1]
+        out.put(names[1], lambda: float(np.abs(features).mean()))
+        out.put(names[2], lambda: float(np.mean(spread == 0)))
+        rows = []
+        for j in np.flatnonzero(spread > 0):
+            flat = degenerate(features[:, j], data.predictions)
+            if flat or degenerate(features[:, j], data.targets):
+                continue
+            rows.append(
+                {
+                    "feature": labels[j],
+                    "mean": float(features[:, j].mean()),
+                    "std": float(spread[j]),
+                    "corr_prediction": float(np.corrcoef(features[:, j], data.predictions)[0, 1]),
+                    "corr_label": float(np.corrcoef(features[:, j], data.targets)[0, 1]),
+                }
+            )
+        rows.sort(key=lambda r: -abs(r["corr_label"]))
+        out.metrics["feature_correlations"] = rows[: self.params.top]
+        return out
+
+
 class TimingParams(Params):
     images: int = Field(50, ge=1, le=10000, description="Images timed one by one.")
     batch_size: int = Field(32, ge=1, description="Batch size of the throughput run.")
@@ -279,6 +340,12 @@ def qp_register_evaluators() -> list[EvaluatorSpec]:
             Calibration,
             CalibrationParams,
             "Split-conformal intervals at 80/90/95 % and their empirical coverage.",
+        ),
+        EvaluatorSpec(
+            "features",
+            Features,
+            FeaturesParams,
+            "Feature activation statistics and feature-label correlations.",
         ),
         EvaluatorSpec(
             "timing", Timing, TimingParams, "Prediction time per image and batched throughput."
