@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEV = ROOT.parent / "shared" / "data" / "dev-icons"
@@ -23,13 +22,11 @@ def import_qpcore() -> None:
 
 
 def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
-    """Pearson, Spearman and MAE (correlations ``None`` where undefined)."""
-    pred, target = np.asarray(pred, float), np.asarray(target, float)
-    out: dict[str, float | None] = {"mae": float(np.abs(pred - target).mean())}
-    defined = len(pred) > 1 and np.ptp(pred) > 0 and np.ptp(target) > 0
-    out["pearson"] = float(stats.pearsonr(pred, target)[0]) if defined else None
-    out["spearman"] = float(stats.spearmanr(pred, target)[0]) if defined else None
-    return out
+    """Pearson, Spearman and MAE, as the trainer computes them."""
+    from qpcore.evaluation import regression_metrics
+
+    found = regression_metrics(pred, target)
+    return {k: found[k] for k in ("pearson", "spearman", "mae")}
 
 
 def percentile_ms(seconds: list[float], q: float) -> float:

@@ -18,7 +18,6 @@ Run: ``.venv/bin/python benchmarks/bench_hgb_baseline.py [--track both] [--json 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -26,24 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import DEFAULT_DEV, import_qpcore
 from scipy import stats as scistats
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DEV = ROOT.parent / "shared" / "data" / "dev-icons"
 #: Dev Pearson the baseline is expected to reach on the default track.
 TARGET_DEV_PEARSON = 0.9
 
-
-def _import_qpcore() -> None:
-    """Import qpcore and the plugins, also from a checkout before ``pip install -e .``."""
-    try:
-        importlib.import_module("qpcore")
-        importlib.import_module("qp_datasets")
-    except ModuleNotFoundError:
-        sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
-
-
-_import_qpcore()
+import_qpcore()
 
 from qpcore.data.manifest import Sample, read_manifest  # noqa: E402
 from qpcore.data.protocol import ENCODED_PARAM_NAMES, encode_params, load_image  # noqa: E402

@@ -16,6 +16,7 @@ import click
 
 from qpcore import __version__
 from qpcore.cli_data import data
+from qpcore.cli_options import SET_OPTION
 from qpcore.cli_train import (
     compare_command,
     cv_command,
@@ -72,15 +73,6 @@ class QPGroup(click.Group):
                 err=True,
             )
             ctx.exit(1)
-
-
-SET_OPTION = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set trainer.epochs=5 (repeatable).",
-)
 
 
 @click.group(cls=QPGroup, context_settings={"help_option_names": ["-h", "--help"]})

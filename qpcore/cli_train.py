@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from qpcore.cli_options import DATA_OPTION, SET_OPTION
 from qpcore.config_io import load_run_config
 from qpcore.data.protocol import UnreadableImage
 from qpcore.errors import QPError
@@ -21,13 +22,7 @@ from qpcore.trainer import Trainer, new_run_dir
 
 @click.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key, e.g. --set trainer.epochs=5 (repeatable).",
-)
+@SET_OPTION
 @click.option(
     "--resume",
     type=click.Path(exists=True, path_type=Path),
@@ -166,13 +161,7 @@ def export_command(checkpoint: Path, fmt: str, out: Path | None) -> None:
 
 @click.command(name="evaluate")
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    "manifest",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Labelled manifest CSV to evaluate on.",
-)
+@DATA_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option(
     "--evaluator",
@@ -208,13 +197,7 @@ def evaluate_command(
 @click.argument(
     "checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--data",
-    "manifest",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Labelled manifest CSV both models predict.",
-)
+@DATA_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--boots", type=click.IntRange(min=100), default=2000, show_default=True)
 def compare_command(
@@ -228,9 +211,9 @@ def compare_command(
     """
     import numpy as np
 
-    from qpcore.compare import compare_predictions, single_scores
+    from qpcore.compare import compare_predictions
     from qpcore.data.manifest import read_manifest
-    from qpcore.evaluation import predict_rows
+    from qpcore.evaluation import predict_rows, regression_metrics
 
     if len(checkpoints) < 2:
         raise QPError("give at least two checkpoints to compare")
@@ -242,8 +225,10 @@ def compare_command(
     table = ["| model | Pearson | Spearman | MAE |", "|---|---:|---:|---:|"]
     pairs = []
     for path, pred in zip(checkpoints, preds, strict=True):
-        scores = single_scores(pred, target)
-        cells = ["-" if scores[k] is None else f"{scores[k]:.4f}" for k in scores]
+        scores = regression_metrics(pred, target)
+        cells = [
+            "-" if scores[k] is None else f"{scores[k]:.4f}" for k in ("pearson", "spearman", "mae")
+        ]
         table.append(f"| {_md(str(path))} | " + " | ".join(cells) + " |")
     lines = [*table, ""]
     for path, pred in zip(checkpoints[1:], preds[1:], strict=True):
@@ -269,13 +254,7 @@ def _md(text: str) -> str:
 @click.command(name="cv")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--folds", type=click.IntRange(min=3), default=5, show_default=True)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config key (repeatable).",
-)
+@SET_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
 def cv_command(file: Path | None, folds: int, overrides: tuple[str, ...], quiet: bool) -> None:
     """Cross-validate FILE's run config (default: the packaged run) over K folds.

@@ -31,16 +31,6 @@ def _mae(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - target)))
 
 
-def single_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
-    """One model's Pearson, Spearman and MAE (correlations ``None`` if undefined)."""
-    defined = len(target) >= 2 and np.ptp(target) > 0 and np.ptp(pred) > 0
-    return {
-        "pearson": _pearson(pred, target) if defined else None,
-        "spearman": _spearman(pred, target) if defined else None,
-        "mae": _mae(pred, target),
-    }
-
-
 def williams_test(r_a: float, r_b: float, r_ab: float, n: int) -> tuple[float, float] | None:
     """Williams' t for H0: corr(target, a) == corr(target, b), where a and b are
     correlated with each other (r_ab). Returns ``(t, p)`` with n - 3 degrees of

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from scipy import stats
 
 from qpcore.config import ComponentRef
 from qpcore.data.manifest import Sample, read_manifest
@@ -80,6 +81,26 @@ def degenerate(predictions: np.ndarray, targets: np.ndarray) -> str | None:
     return None
 
 
+def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+    """MAE, MSE, Pearson and Spearman; a correlation is ``None`` where it is
+    undefined (fewer than two rows, or a constant side) instead of NaN."""
+    pred = np.asarray(pred, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if len(pred) == 0:
+        return {"mae": None, "mse": None, "pearson": None, "spearman": None}
+    err = pred - target
+    out: dict[str, float | None] = {
+        "mae": float(np.abs(err).mean()),
+        "mse": float((err**2).mean()),
+        "pearson": None,
+        "spearman": None,
+    }
+    if degenerate(pred, target) is None:
+        out["pearson"] = float(stats.pearsonr(pred, target)[0])
+        out["spearman"] = float(stats.spearmanr(pred, target)[0])
+    return out
+
+
 def run_evaluators(
     data: EvalData,
     evaluators: Sequence[str | ComponentRef],
@@ -111,16 +132,13 @@ def row_inputs(predictor: Predictor, rows: Sequence[Sample]) -> tuple[Any, Any]:
     so images a run has already seen cost nothing."""
     import torch
 
-    from qpcore.data.dataset import cache_root
     from qpcore.data.protocol import encode_params
-    from qpcore.feature_cache import cached_features
+    from qpcore.feature_cache import model_features
 
     paths = [s.image for s in rows]
-    tables = [
-        cached_features(b, paths, cache_root(), device=predictor.device, progress=False)[0]
-        for b in predictor.model.backbones
-    ]
-    features = torch.from_numpy(np.concatenate(tables, axis=1)).to(predictor.device)
+    features = model_features(
+        predictor.model.backbones, paths, device=predictor.device, progress=False
+    )[0].to(predictor.device)
     encoded = None
     if predictor.takes_params:
         encoded = torch.from_numpy(np.stack([encode_params(s.params) for s in rows]))

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from qpcore.backbone import Backbone
+from qpcore.data.dataset import cache_root
 from qpcore.data.protocol import UnreadableImage, load_image
 from qpcore.errors import QPError
 
@@ -158,6 +159,30 @@ def cached_features(
         )
         _save_atomic(file, table)
     return table[[row[digest_of[Path(p)]] for p in paths]], hit
+
+
+def model_features(
+    backbones: Sequence[Backbone],
+    paths: Sequence[Path],
+    num_workers: int = 0,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, bool]:
+    """``[len(paths), sum of widths]``: every backbone's cached features side by
+    side, as the model concatenates them; also whether all were cache hits."""
+    tables, hits = [], []
+    for backbone in backbones:
+        table, hit = cached_features(
+            backbone,
+            paths,
+            cache_root(),
+            num_workers=num_workers,
+            device=device,
+            progress=progress,
+        )
+        tables.append(table)
+        hits.append(hit)
+    return torch.from_numpy(np.concatenate(tables, axis=1)), all(hits)
 
 
 def _save_atomic(file: Path, array: np.ndarray) -> None:

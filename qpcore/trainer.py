@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pluggy
 import torch
-from scipy import stats
 from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -52,8 +51,8 @@ from qpcore.data.manifest import Sample
 from qpcore.data.protocol import PROTOCOL, encode_params
 from qpcore.epoch_metrics import metric_mode
 from qpcore.errors import QPError
-from qpcore.evaluation import EvalData, run_evaluators
-from qpcore.feature_cache import ImageInputs, cached_features
+from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
+from qpcore.feature_cache import ImageInputs, model_features
 from qpcore.loss_output import split_loss_output
 from qpcore.registry import Registry
 from qpcore.restore import load_weights, rebuild_config
@@ -61,26 +60,6 @@ from qpcore.schedulers import ScheduledLR, build_scheduler
 from qpcore.validate import resolve_config
 
 LAST, BEST = "last.pt", "best.pt"
-
-
-def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
-    """MAE, MSE, Pearson and Spearman; a correlation is ``None`` where it is
-    undefined (fewer than two rows, or a constant side) instead of NaN."""
-    pred = np.asarray(pred, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    if len(pred) == 0:
-        return {"mae": None, "mse": None, "pearson": None, "spearman": None}
-    err = pred - target
-    out: dict[str, float | None] = {
-        "mae": float(np.abs(err).mean()),
-        "mse": float((err**2).mean()),
-        "pearson": None,
-        "spearman": None,
-    }
-    if len(pred) >= 2 and np.ptp(pred) > 0 and np.ptp(target) > 0:
-        out["pearson"] = float(stats.pearsonr(pred, target)[0])
-        out["spearman"] = float(stats.spearmanr(pred, target)[0])
-    return out
 
 
 @dataclass
@@ -263,44 +242,28 @@ class Trainer:
                 "epoch, so the feature cache is off: backbones run on every batch"
             )
             return False
-        root = cache_root()
         paths = [s.image for rows in splits.values() for s in rows.samples]
-        tables, hits = [], []
-        for backbone in model.backbones:
-            table, hit = cached_features(
-                backbone,
-                paths,
-                root,
-                num_workers=self.cfg.trainer.num_workers,
-                device=self.device,
-                progress=not self.quiet,
-            )
-            tables.append(table)
-            hits.append(hit)
-        features = torch.from_numpy(np.concatenate(tables, axis=1))
+        features, hit = model_features(
+            model.backbones, paths, self.cfg.trainer.num_workers, self.device, not self.quiet
+        )
         start = 0
         for rows in splits.values():
             rows.features = features[start : start + len(rows)]
             start += len(rows)
-        state = "reused" if all(hits) else "computed"
-        self._say(f"features of {len(set(paths))} images {state} (cache: {root / 'features'})")
+        state = "reused" if hit else "computed"
+        self._say(f"features of {len(set(paths))} images {state} (cache: {cache_root()})")
         return True
 
     def _plain_features(self, rows: Rows) -> Tensor:
         """Un-augmented features of frozen backbones, for standardisation only
         (used when augmentation keeps the cache out of training)."""
-        tables = [
-            cached_features(
-                b,
-                [s.image for s in rows.samples],
-                cache_root(),
-                num_workers=self.cfg.trainer.num_workers,
-                device=self.device,
-                progress=not self.quiet,
-            )[0]
-            for b in self.model.backbones
-        ]
-        return torch.from_numpy(np.concatenate(tables, axis=1))
+        return model_features(
+            self.model.backbones,
+            [s.image for s in rows.samples],
+            self.cfg.trainer.num_workers,
+            self.device,
+            not self.quiet,
+        )[0]
 
     # --- the loop ----------------------------------------------------------
 

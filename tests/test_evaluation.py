@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from qpcore.cli import cli
 from qpcore.data.manifest import Sample
 from qpcore.data.protocol import DEFAULT_PARAMS
 from qpcore.evaluation import EvalData, run_evaluators
+from qpcore.predictor import load_predictor
 
 RNG = np.random.default_rng(3)
 TARGETS = np.clip(RNG.beta(5, 1.5, 200), 0, 1)
@@ -80,114 +82,90 @@ def test_degenerate_data_gives_null_with_a_reason(
     json.dumps(report, allow_nan=False)  # never NaN
 
 
-def test_qp_evaluate_writes_metrics_and_predictions(tiny_manifest: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def best(tiny_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of a small run trained through ``qp train``."""
     import yaml
     from test_trainer import run_config
 
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump(run_config(tiny_manifest, tmp_path)))
+    folder = tmp_path_factory.mktemp("eval-run")
+    cfg = folder / "run.yaml"
+    cfg.write_text(yaml.safe_dump(run_config(tiny_manifest, folder)))
     assert CliRunner().invoke(cli, ["train", str(cfg), "--quiet"]).exit_code == 0
+    return folder / "run" / "best.pt"
+
+
+def qp_evaluate(best: Path, manifest: Path, out: Path | None, *evaluators: str) -> Any:
+    """``qp evaluate`` through click; returns the click result."""
+    args = ["evaluate", str(best), "--data", str(manifest)]
+    args += [a for name in evaluators for a in ("--evaluator", name)]
+    args += ["--out", str(out)] if out else []
+    return CliRunner().invoke(cli, args)
+
+
+def metrics_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "metrics.json").read_text())["metrics"]
+
+
+def test_qp_evaluate_writes_metrics_and_predictions(
+    best: Path, tiny_manifest: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "eval"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(tmp_path / "run" / "best.pt"),
-            "--data",
-            str(tiny_manifest),
-            "--out",
-            str(out),
-        ],
-    )
+    result = qp_evaluate(best, tiny_manifest, out)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "rows: 40"
-    report = json.loads((out / "metrics.json").read_text())
-    assert report["metrics"]["rows"] == 40 and "high_quality_mae" in report["metrics"]
+    report = metrics_of(out)
+    assert report["rows"] == 40 and "high_quality_mae" in report
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "image,ssim,predicted_ssim,error" and len(rows) == 41
     # Predictions through the feature cache equal the predictor's own path.
-    from qpcore.predictor import load_predictor
-
     images = [line.split(",")[0] for line in rows[1:]]
-    direct = load_predictor(tmp_path / "run" / "best.pt").predict(images)
+    direct = load_predictor(best).predict(images)
     cached = np.array([float(line.split(",")[2]) for line in rows[1:]])
     np.testing.assert_allclose(cached, direct, atol=2e-6)
-    timed = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(tmp_path / "run" / "best.pt"),
-            "--data",
-            str(tiny_manifest),
-            "--evaluator",
-            "timing",
-            "--out",
-            str(tmp_path / "timed"),
-        ],
-    )
+    bad = qp_evaluate(best, tiny_manifest, None, "regresion")
+    assert bad.exit_code == 2 and "regression" in bad.output
+
+
+def test_timing_evaluator_times_the_model(best: Path, tiny_manifest: Path, tmp_path: Path) -> None:
+    timed = qp_evaluate(best, tiny_manifest, tmp_path / "timed", "timing")
     assert timed.exit_code == 0, timed.output
-    timing = json.loads((tmp_path / "timed" / "metrics.json").read_text())["metrics"]
+    timing = metrics_of(tmp_path / "timed")
     assert timing["timed_images"] == 40
     assert 0 < timing["time_per_image_ms_p50"] <= timing["time_per_image_ms_p95"]
     assert timing["throughput_images_per_s"] > 0
-    # MC dropout on the real model: a spread, deterministic, model left in eval.
+
+
+def test_mc_dropout_on_the_real_model(best: Path, tiny_manifest: Path, tmp_path: Path) -> None:
+    # A spread, deterministic, and the model left in eval mode.
     from qpcore.data.manifest import read_manifest
     from qpcore.evaluation import mc_dropout
 
-    predictor = load_predictor(tmp_path / "run" / "best.pt")
+    predictor = load_predictor(best)
     samples = read_manifest(tiny_manifest).samples
-    before = predictor.predict(images[:3])
+    images = [s.image for s in samples[:3]]
+    before = predictor.predict(images)
     draws = mc_dropout(predictor, samples, passes=8)
     assert draws.shape == (8, 40) and draws.std(0).mean() > 0
     np.testing.assert_array_equal(draws, mc_dropout(predictor, samples, passes=8))
-    np.testing.assert_array_equal(before, predictor.predict(images[:3]))
-    calibrated = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(tmp_path / "run" / "best.pt"),
-            "--data",
-            str(tiny_manifest),
-            "--evaluator",
-            "calibration",
-            "--out",
-            str(tmp_path / "cal"),
-        ],
-    )
+    np.testing.assert_array_equal(before, predictor.predict(images))
+    calibrated = qp_evaluate(best, tiny_manifest, tmp_path / "cal", "calibration")
     assert calibrated.exit_code == 0, calibrated.output
-    cal = json.loads((tmp_path / "cal" / "metrics.json").read_text())["metrics"]
+    cal = metrics_of(tmp_path / "cal")
     assert cal["mc_dropout_std_mean"] > 0 and 0 <= cal["mc_dropout_coverage_90"] <= 1
-    analysed = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(tmp_path / "run" / "best.pt"),
-            "--data",
-            str(tiny_manifest),
-            "--evaluator",
-            "features",
-            "--out",
-            str(tmp_path / "feat"),
-        ],
-    )
+
+
+def test_features_evaluator_names_the_strongest_features(
+    best: Path, tiny_manifest: Path, tmp_path: Path
+) -> None:
+    predictor = load_predictor(best)
+    analysed = qp_evaluate(best, tiny_manifest, tmp_path / "feat", "features")
     assert analysed.exit_code == 0, analysed.output
-    feat = json.loads((tmp_path / "feat" / "metrics.json").read_text())["metrics"]
+    feat = metrics_of(tmp_path / "feat")
     assert feat["feature_count"] == predictor.model.num_features
     top = feat["feature_correlations"]
     assert len(top) == 10 and abs(top[0]["corr_label"]) >= abs(top[-1]["corr_label"])
     assert top[0]["feature"] in {n for b in predictor.model.backbones for n in b.feature_names}
-    bad = CliRunner().invoke(
-        cli,
-        [
-            "evaluate",
-            str(tmp_path / "run" / "best.pt"),
-            "--data",
-            str(tiny_manifest),
-            "--evaluator",
-            "regresion",
-        ],
-    )
-    assert bad.exit_code == 2 and "regression" in bad.output
 
 
 def test_conformal_intervals_reach_their_nominal_coverage() -> None:

@@ -267,14 +267,16 @@ def qp_register_losses():
 """
 
 
+@pytest.fixture
+def nan_loss(tmp_path: Path, on_path: Callable[[Path], None]) -> None:
+    """Installs the ``nan_after`` loss plugin for one test."""
+    dist = {"qp_nan": NAN_LOSS}
+    on_path(make_distribution(tmp_path / "nan", "qp-nan", "1.0", dist, {"qp_nan": "qp_nan"}))
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_weights(
-    tiny_manifest: Path, tmp_path: Path, on_path: Callable[[Path], None]
+    tiny_manifest: Path, tmp_path: Path, nan_loss: None
 ) -> None:
-    on_path(
-        make_distribution(
-            tmp_path / "nan", "qp-nan", "1.0", {"qp_nan": NAN_LOSS}, {"qp_nan": "qp_nan"}
-        )
-    )
     cfg = run_config(
         tiny_manifest,
         tmp_path,
@@ -292,13 +294,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_weights(
 
 
 def test_non_finite_first_epoch_keeps_nothing_and_scores_nothing(
-    tiny_manifest: Path, tmp_path: Path, on_path: Callable[[Path], None]
+    tiny_manifest: Path, tmp_path: Path, nan_loss: None
 ) -> None:
-    on_path(
-        make_distribution(
-            tmp_path / "nan", "qp-nan", "1.0", {"qp_nan": NAN_LOSS}, {"qp_nan": "qp_nan"}
-        )
-    )
     cfg = run_config(tiny_manifest, tmp_path, loss={"name": "nan_after", "from_epoch": 1})
     trainer = fit(cfg)
     assert "no weights kept" in trainer.results["stop_reason"]
