@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint format bench install clean demo
+.PHONY: test lint format bench install clean demo browser
 
 $(VENV):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,15 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/__init__.py) | $(VENV)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The report's browser test needs Debian's chromium; installed here when missing
+# (as root with apt-get, as on CI), else the test says how to get one.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not found: the HTML report's browser test will fail (set QP_BROWSER)"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

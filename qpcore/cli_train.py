@@ -169,17 +169,24 @@ def export_command(checkpoint: Path, fmt: str, out: Path | None) -> None:
     multiple=True,
     help="Evaluator by name (repeatable; default: regression and bands).",
 )
+@click.option("--no-html", is_flag=True, help="With --out, skip report.html and plots/.")
 def evaluate_command(
-    checkpoint: Path, manifest: Path, out: Path | None, evaluators: tuple[str, ...]
+    checkpoint: Path,
+    manifest: Path,
+    out: Path | None,
+    evaluators: tuple[str, ...],
+    no_html: bool,
 ) -> None:
     """Evaluate CHECKPOINT on a labelled manifest.
 
     Prints the headline metrics; with --out, writes metrics.json (seed key names,
-    undefined statistics as null with the reason) and predictions.csv.
+    undefined statistics as null with the reason), predictions.csv, and the
+    self-contained HTML report report.html with its plots as PNG in plots/.
     """
     from qpcore.evaluation import evaluate
 
-    report = evaluate(checkpoint, manifest, evaluators or ("regression", "bands"), out)
+    names = evaluators or ("regression", "bands")
+    report = evaluate(checkpoint, manifest, names, out, html=not no_html)
     metrics = report["metrics"]
     for key in ("rows", "pearson_correlation", "spearman_correlation", "mae", "r2_score"):
         if key in metrics:
@@ -191,6 +198,8 @@ def evaluate_command(
         click.echo(f"{len(report['unreadable'])} rows skipped: image unreadable", err=True)
     if out is not None:
         click.echo(f"wrote {out / 'metrics.json'}")
+        if not no_html:
+            click.echo(f"wrote {out / 'report.html'}")
 
 
 @click.command(name="compare")

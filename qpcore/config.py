@@ -173,6 +173,9 @@ class OutputConfig(BaseModel):
 
     dir: Path = Field(Path("runs"), description="Folder holding one sub-folder per run.")
     name: str | None = Field(None, description="Run folder name (null: a timestamp).")
+    report: bool = Field(
+        True, description="Write eval/report.html when the run has evaluators and a test split."
+    )
 
 
 class RunConfig(BaseModel):

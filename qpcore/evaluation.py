@@ -27,6 +27,7 @@ from qpcore.registry import Registry, default_registry
 
 if TYPE_CHECKING:
     from qpcore.predictor import Predictor
+    from qpcore.report import Section
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class EvalOutput:
 
 
 class Evaluator(Protocol):
+    """What an evaluator factory returns. It may also define
+    ``report(data, output) -> list[qpcore.report.Section]``, called after
+    ``evaluate`` on the same object when a report is written."""
+
     def evaluate(self, data: EvalData) -> EvalOutput: ...
 
 
@@ -105,10 +110,12 @@ def run_evaluators(
     data: EvalData,
     evaluators: Sequence[str | ComponentRef],
     registry: Registry | None = None,
+    sections: list[Section] | None = None,
 ) -> dict[str, Any]:
     """Every evaluator on ``data``: ``{"metrics": ..., "undefined": ...}``.
 
-    ``evaluators`` are names (default params) or resolved config entries.
+    ``evaluators`` are names (default params) or resolved config entries. With
+    a ``sections`` list, each evaluator's report sections are appended to it.
     """
     registry = registry or default_registry()
     metrics: dict[str, Any] = {"rows": len(data.targets)}
@@ -117,12 +124,15 @@ def run_evaluators(
         name = item if isinstance(item, str) else item.name
         spec = registry.get("evaluator", name, at="evaluators")
         params = spec.params() if isinstance(item, str) else item.params
-        out = spec.factory(params).evaluate(data)
+        evaluator = spec.factory(params)
+        out = evaluator.evaluate(data)
         clash = set(out.metrics) & set(metrics)
         if clash:
             raise QPError(f"evaluator {name!r} reports {sorted(clash)}, already reported")
         metrics.update(out.metrics)
         undefined.update(out.undefined)
+        if sections is not None and hasattr(evaluator, "report"):
+            sections.extend(evaluator.report(data, out))
     return {"metrics": metrics, "undefined": undefined}
 
 
@@ -193,10 +203,12 @@ def evaluate(
     evaluators: Sequence[str] = ("regression", "bands"),
     out: str | Path | None = None,
     registry: Registry | None = None,
+    html: bool = True,
 ) -> dict[str, Any]:
     """Predict every row of ``manifest`` with ``checkpoint`` and evaluate.
 
-    With ``out``, writes ``metrics.json`` and ``predictions.csv`` there.
+    With ``out``, writes ``metrics.json`` and ``predictions.csv`` there, and
+    unless ``html`` is false the HTML report (``report.html``, ``plots/``).
     Rows whose image cannot be read are listed under ``"unreadable"`` and left
     out of the metrics.
     """
@@ -223,7 +235,9 @@ def evaluate(
         raise QPError(f"{manifest}: no row has a readable image")
     predictions = predict_rows(predictor, kept)
     data = EvalData(predictions, np.array([s.ssim for s in kept]), kept, predictor)
-    report = run_evaluators(data, evaluators, registry)
+    registry = registry or default_registry()
+    sections: list[Section] | None = [] if out is not None and html else None
+    report = run_evaluators(data, evaluators, registry, sections)
     report.update(
         checkpoint=str(checkpoint),
         data=str(manifest),
@@ -243,4 +257,36 @@ def evaluate(
                 writer.writerow(
                     [sample.image, sample.ssim, f"{pred:.6f}", f"{pred - sample.ssim:.6f}"]
                 )
+        if sections is not None:
+            _write_html(folder, report, sections, predictor, Path(checkpoint), registry)
     return report
+
+
+def _write_html(
+    folder: Path,
+    report: dict[str, Any],
+    sections: list[Section],
+    predictor: Predictor,
+    checkpoint: Path,
+    registry: Registry,
+) -> Path:
+    """The report of :func:`evaluate`; the training curves are those of the
+    run folder the checkpoint sits in, when it has them."""
+    from qpcore import report as html_report
+    from qpcore.config_io import dump_yaml
+
+    pages = html_report.build_sections(
+        report,
+        sections,
+        history=html_report.read_history(checkpoint.parent / "metrics.jsonl"),
+        config_yaml=dump_yaml(predictor.meta.config),
+        registry=registry,
+        device=str(predictor.device),
+    )
+    facts = [
+        ("checkpoint", str(checkpoint)),
+        ("data", str(report["data"])),
+        ("rows", str(report["metrics"]["rows"])),
+        ("generated", html_report.generated_at()),
+    ]
+    return html_report.write_report(folder, "Evaluation report", facts, pages)

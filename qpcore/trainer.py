@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from qpcore import hookspecs
+from qpcore import report as html_report
 from qpcore.build import build_loss, build_model, build_optimizer, pick_device, versions
 from qpcore.checkpoint import (
     BackboneRecord,
@@ -55,6 +56,7 @@ from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
 from qpcore.feature_cache import ImageInputs, model_features
 from qpcore.loss_output import split_loss_output
 from qpcore.registry import Registry
+from qpcore.report import Section
 from qpcore.restore import load_weights, rebuild_config
 from qpcore.schedulers import ScheduledLR, build_scheduler
 from qpcore.validate import resolve_config
@@ -532,14 +534,34 @@ class Trainer:
         return regression_metrics(self.predict_split(split), self.splits[split].labels.numpy())
 
     def _evaluate_test(self) -> Path:
-        """The config's evaluators on the test split; returns metrics.json's path."""
+        """The config's evaluators on the test split into ``eval/``: metrics.json,
+        and the HTML report unless ``output.report`` is off; returns metrics.json's path."""
         rows = self.splits["test"]
         data = EvalData(self.predict_split("test"), rows.labels.numpy().astype(float), rows.samples)
-        report = run_evaluators(data, self.cfg.evaluators, self.registry)
+        sections: list[Section] | None = [] if self.cfg.output.report else None
+        report = run_evaluators(data, self.cfg.evaluators, self.registry, sections)
         report["split"] = "test"
-        path = self.run_dir / "eval" / "metrics.json"
-        path.parent.mkdir(exist_ok=True)
+        folder = self.run_dir / "eval"
+        folder.mkdir(exist_ok=True)
+        path = folder / "metrics.json"
         path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        if sections is not None:
+            pages = html_report.build_sections(
+                report,
+                sections,
+                history=self.state.history,
+                config_yaml=dump_yaml(self.cfg),
+                registry=self.registry,
+                device=str(self.device),
+            )
+            facts = [
+                ("run", str(self.run_dir)),
+                ("split", f"test, {len(rows.samples)} rows"),
+                ("best epoch", str(self.state.best_epoch)),
+                ("generated", html_report.generated_at()),
+            ]
+            written = html_report.write_report(folder, "Evaluation report", facts, pages)
+            self._say(f"report: {written}")
         return path
 
     def predict_split(self, split: str) -> np.ndarray:

@@ -137,3 +137,23 @@ def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def random_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 generated images with 2 random-track labels each."""
     return _labelled(tmp_path_factory.mktemp("tiny-random"), 20, "random", 2, 1)
+
+
+@pytest.fixture(scope="session")
+def best(tiny_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of a small run trained through ``qp train``; its run
+    folder holds ``metrics.jsonl`` beside it."""
+    import yaml
+    from click.testing import CliRunner
+    from test_trainer import run_config
+
+    from qpcore.cli import cli
+
+    folder = tmp_path_factory.mktemp("eval-run")
+    cfg = folder / "run.yaml"
+    cfg.write_text(yaml.safe_dump(run_config(tiny_manifest, folder)))
+    with pytest.MonkeyPatch.context() as patch:  # session scope: _private_cache is not active
+        patch.setenv("QP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "qp-cache"))
+        result = CliRunner().invoke(cli, ["train", str(cfg), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return folder / "run" / "best.pt"

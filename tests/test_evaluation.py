@@ -82,19 +82,6 @@ def test_degenerate_data_gives_null_with_a_reason(
     json.dumps(report, allow_nan=False)  # never NaN
 
 
-@pytest.fixture(scope="module")
-def best(tiny_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The best checkpoint of a small run trained through ``qp train``."""
-    import yaml
-    from test_trainer import run_config
-
-    folder = tmp_path_factory.mktemp("eval-run")
-    cfg = folder / "run.yaml"
-    cfg.write_text(yaml.safe_dump(run_config(tiny_manifest, folder)))
-    assert CliRunner().invoke(cli, ["train", str(cfg), "--quiet"]).exit_code == 0
-    return folder / "run" / "best.pt"
-
-
 def qp_evaluate(best: Path, manifest: Path, out: Path | None, *evaluators: str) -> Any:
     """``qp evaluate`` through click; returns the click result."""
     args = ["evaluate", str(best), "--data", str(manifest)]

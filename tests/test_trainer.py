@@ -111,6 +111,10 @@ def test_day14_integration(tiny_manifest: Path, tmp_path: Path) -> None:
     assert report["split"] == "test" and report["metrics"]["rows"] == results["test"]["rows"]
     assert report["metrics"]["mae"] == pytest.approx(results["test"]["mae"], abs=1e-6)
     assert "band_0_0.9_count" in report["metrics"]
+    # ... and the HTML report beside it shows this run's 5 epochs and bands.
+    page = (run / "eval" / "report.html").read_text()
+    assert "5 epochs, from the run" in page and "band_0_0.9" in page
+    assert (run / "eval" / "plots" / "training_curves.png").stat().st_size > 1000
     # The predictor (uncached path: images decoded, features computed) agrees with
     # the trainer's scores of the best weights (cached path).
     predictor = load_predictor(run / "best.pt")

@@ -1,8 +1,9 @@
-"""Built-in evaluators: ``regression`` (the seed's metrics) and ``bands``.
+"""Built-in evaluators: regression, bands, calibration, features, timing.
 
 Metric names follow the seed's evaluator (``pearson_correlation``,
 ``r2_score``, ``accuracy_5pct``, ``high_quality_mae`` ...), so its readers keep
-working; definitions are in ``docs/evaluation.md``.
+working; definitions are in ``docs/evaluation.md``. Each evaluator's ``report``
+contributes its sections of the HTML report from what ``evaluate`` computed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 from pydantic import Field, field_validator
 from scipy import stats
 
-from qpcore import EvaluatorSpec, Params, hookimpl
+from qpcore import EvaluatorSpec, Params, hookimpl, plots
 from qpcore.evaluation import EvalData, EvalOutput, degenerate, mc_dropout, row_inputs
 from qpcore.predictor import to_pixels
+from qpcore.report import Figure, Section, join, paragraph, table, tag, thumbnail
 
 
 class RegressionParams(Params):
@@ -78,6 +80,47 @@ class Regression:
         ]
         return out
 
+    def report(self, data: EvalData, out: EvalOutput) -> list[Section]:
+        m = out.metrics
+        figures = [
+            Figure(
+                "prediction_scatter",
+                "Predicted against true SSIM",
+                plots.scatter(data.predictions, data.targets),
+            ),
+            Figure(
+                "error_distribution",
+                "Distribution of the error",
+                plots.error_histogram(data.errors),
+            ),
+        ]
+        fit = Section(
+            "Predicted against true",
+            paragraph(
+                f"{len(data.targets)} rows. Points on the dashed line are exact; "
+                "above it the model promises more quality than vectorizing keeps."
+            ),
+            figures,
+        )
+        rows = [
+            (
+                thumbnail(o["image"]),
+                o["image"],
+                o["line"],
+                o["ssim"],
+                o["predicted_ssim"],
+                o["error"],
+            )
+            for o in m["outliers"]
+        ]
+        worst = Section(
+            "Worst predictions",
+            table(["image", "file", "line", "true", "predicted", "error"], rows)
+            if rows
+            else paragraph("No rows."),
+        )
+        return [fit, worst]
+
 
 class BandsParams(Params):
     edges: list[float] = Field(
@@ -126,6 +169,21 @@ class Bands:
                 flat,
             )
         return out
+
+    def report(self, data: EvalData, out: EvalOutput) -> list[Section]:
+        m = out.metrics
+        names = self.names()
+        rows = [
+            (n, m[f"{n}_count"], m[f"{n}_mae"], m[f"{n}_bias"], m[f"{n}_pearson"]) for n in names
+        ]
+        png = plots.band_panels(data.predictions, data.targets, self.edges, names)
+        return [
+            Section(
+                "Quality bands",
+                table(["band", "rows", "MAE", "bias", "Pearson"], rows),
+                [Figure("quality_bands", "Predicted against true SSIM per band", png)],
+            )
+        ]
 
 
 class CalibrationParams(Params):
@@ -179,6 +237,7 @@ class Calibration:
         )
         calib = np.array([s.group in chosen for s in data.samples])
         residuals, held = data.errors[calib], np.abs(data.errors[~calib])
+        self._split = (residuals, held)
         out.metrics["calibration_rows"] = int(calib.sum())
         out.metrics["coverage_test_rows"] = int((~calib).sum())
         for level in self.params.levels:
@@ -199,12 +258,53 @@ class Calibration:
         self._mc_dropout(data, out)
         return out
 
+    def report(self, data: EvalData, out: EvalOutput) -> list[Section]:
+        residuals, held = self._split
+        levels = np.round(np.arange(0.05, 0.96, 0.05), 2)
+        curves = {}
+        widths = [conformal_halfwidth(residuals, level) for level in levels]
+        if len(held) and any(w is not None for w in widths):
+            curves["split conformal"] = np.array(
+                [np.nan if w is None else np.mean(held <= w) for w in widths]
+            )
+        if self._mc is not None:
+            std, err = self._mc
+            z = stats.norm.ppf((1 + levels) / 2)
+            curves["MC dropout (normal)"] = np.array([np.mean(err <= k * std) for k in z])
+        m = out.metrics
+        rows = [
+            (
+                f"{level:.0%}",
+                m[f"conformal_halfwidth_{round(level * 100):d}"],
+                m[f"conformal_coverage_{round(level * 100):d}"],
+            )
+            for level in self.params.levels
+        ]
+        body = join(
+            [
+                paragraph(
+                    f"Intervals calibrated on {m['calibration_rows']} rows, "
+                    f"coverage measured on {m['coverage_test_rows']} others."
+                ),
+                table(["level", "half-width", "empirical coverage"], rows),
+            ]
+        )
+        figures = []
+        if curves:
+            png = plots.reliability(levels, curves, len(held))
+            title = "Reliability: nominal against empirical coverage"
+            figures.append(Figure("reliability", title, png))
+        else:
+            body = join([body, paragraph("Too few rows for a reliability plot.")])
+        return [Section("Calibration", body, figures)]
+
     def _mc_dropout(self, data: EvalData, out: EvalOutput) -> None:
         """Per-row spread of MC-dropout predictions, and whether it means
         anything: its rank correlation with the actual error, and how often a
         normal interval of that spread covers the label."""
         names = ("mc_dropout_std_mean", "mc_dropout_error_spearman", "mc_dropout_coverage_90")
         draws = None
+        self._mc: tuple[np.ndarray, np.ndarray] | None = None
         reason = "MC dropout is off (mc_passes: 0)"
         if self.params.mc_passes and data.predictor is None:
             reason = "no model to sample (predictions given as arrays)"
@@ -217,6 +317,7 @@ class Calibration:
             return
         std, centre = draws.std(0), draws.mean(0)
         err = np.abs(centre - data.targets)
+        self._mc = (std, err)
         flat = degenerate(std, err)
         out.put(names[0], lambda: float(std.mean()))
         out.put(names[1], lambda: float(stats.spearmanr(std, err).statistic), flat)
@@ -283,6 +384,30 @@ class Features:
         out.metrics["feature_correlations"] = rows[: self.params.top]
         return out
 
+    def report(self, data: EvalData, out: EvalOutput) -> list[Section]:
+        top = out.metrics["feature_correlations"]
+        if top is None:
+            return [Section("Features", paragraph(out.undefined["feature_correlations"]))]
+        rows = [
+            (r["feature"], r["mean"], r["std"], r["corr_label"], r["corr_prediction"]) for r in top
+        ]
+        m = out.metrics
+        return [
+            Section(
+                "Features",
+                join(
+                    [
+                        paragraph(
+                            f"{m['feature_count']} features; mean |activation| "
+                            f"{m['feature_mean_activation']:.4g}; "
+                            f"{m['feature_dead_fraction']:.1%} constant over these rows."
+                        ),
+                        table(["feature", "mean", "std", "corr. label", "corr. prediction"], rows),
+                    ]
+                ),
+            )
+        ]
+
 
 class TimingParams(Params):
     images: int = Field(50, ge=1, le=10000, description="Images timed one by one.")
@@ -321,6 +446,30 @@ class Timing:
         out.put(names[1], lambda: float(np.percentile(ms, 95)))
         out.put(names[2], lambda: float(len(pixels) / batched))
         return out
+
+    def report(self, data: EvalData, out: EvalOutput) -> list[Section]:
+        m = out.metrics
+        if m["time_per_image_ms_p50"] is None:
+            return [Section("Timing", paragraph(out.undefined["time_per_image_ms_p50"]))]
+        rows = [
+            ("per image, p50 (ms)", m["time_per_image_ms_p50"]),
+            ("per image, p95 (ms)", m["time_per_image_ms_p95"]),
+            (
+                f"batched throughput (images/s, batch {self.params.batch_size})",
+                m["throughput_images_per_s"],
+            ),
+        ]
+        body = join(
+            [
+                paragraph(
+                    f"{m['timed_images']} images, from decoded pixels, features included, on ",
+                    tag("code", str(data.predictor.device) if data.predictor else "-"),
+                    ".",
+                ),
+                table(["measure", "value"], rows, sortable=False),
+            ]
+        )
+        return [Section("Timing", body)]
 
 
 @hookimpl
