@@ -1,9 +1,10 @@
 """How long ``qp evaluate`` takes on 1000 images with a frozen ``resnet50``.
 
 A one-epoch run on the synthetic dataset (its features cached by training) gives
-the checkpoint; the evaluation then runs on 1000 of its images twice: with the
-cache as training left it (the usual case: evaluating on data the run has seen
-or validated on), and cold, in an empty cache folder (backbone on every image).
+the checkpoint; the evaluation then runs on 1000 of its images three times:
+with the cache as training left it (the usual case: evaluating on data the run
+has seen or validated on), without and with the HTML report, then cold, in an
+empty cache folder (backbone on every image).
 Target (issue 5): under 30 s. Weights are random (same cost as ImageNet's,
 which cannot be downloaded here).
 
@@ -57,18 +58,24 @@ def main() -> int:
             for record in records:
                 record["image"] = str(manifest.parent / record["image"])
                 writer.writerow(record)
+        best = Path(tmp) / "run" / "best.pt"
         start = time.perf_counter()
-        evaluate(Path(tmp) / "run" / "best.pt", subset, out=Path(tmp) / "eval")
+        evaluate(best, subset, out=Path(tmp) / "eval", html=False)
         warm = time.perf_counter() - start
+        start = time.perf_counter()
+        evaluate(best, subset, out=Path(tmp) / "eval-html")
+        with_html = time.perf_counter() - start
+        size = (Path(tmp) / "eval-html" / "report.html").stat().st_size
         os.environ["QP_CACHE_DIR"] = str(Path(tmp) / "empty-cache")
         start = time.perf_counter()
-        evaluate(Path(tmp) / "run" / "best.pt", subset)
+        evaluate(best, subset)
         cold = time.perf_counter() - start
     print(
         f"evaluate {len(rows)} images, frozen resnet50: cached features {warm:.1f} s, "
+        f"with the HTML report {with_html:.1f} s ({size / 1e6:.2f} MB), "
         f"cold cache {cold:.1f} s (target < 30 s)"
     )
-    return 0 if warm < 30 else 1
+    return 0 if with_html < 30 else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ contribute :class:`Section` objects built with the same helpers.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import io
@@ -23,10 +24,14 @@ import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qpcore.errors import QPError
+
+if TYPE_CHECKING:
+    from qpcore.registry import Registry
 
 
 class Html(str):
@@ -195,19 +200,15 @@ def metrics_table(metrics: Mapping[str, Any], undefined: Mapping[str, str]) -> H
 # --- environment --------------------------------------------------------------
 
 
-def environment(registry: Any, device: str) -> list[tuple[str, str]]:
+def environment(device: str) -> list[tuple[str, str]]:
     """What produced the numbers: versions, machine, device."""
     import torch
 
     from qpcore.build import versions
 
     found = versions()
-    try:
-        from importlib import metadata
-
+    with contextlib.suppress(metadata.PackageNotFoundError):
         found["matplotlib"] = metadata.version("matplotlib")
-    except metadata.PackageNotFoundError:
-        pass
     return [
         *sorted(found.items()),
         ("platform", platform.platform()),
@@ -217,7 +218,7 @@ def environment(registry: Any, device: str) -> list[tuple[str, str]]:
     ]
 
 
-def plugin_rows(registry: Any) -> list[tuple[str, str, str, str]]:
+def plugin_rows(registry: Registry) -> list[tuple[str, str, str, str]]:
     return [
         (p.distribution or "-", p.version or "-", p.module, p.status)
         for p in sorted(registry.plugins, key=lambda p: p.key)
@@ -257,7 +258,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .js table.sortable th { cursor: pointer; }
 .js table.sortable th:after { content: " \\2195"; color: #9aa3ac; }
 .figures { display: flex; flex-wrap: wrap; gap: 8px 24px; align-items: flex-start; }
-figure { margin: 10px 0; }
+figure { margin: 10px 0; flex: 1 1 400px; }
 figure img { max-width: 100%; height: auto; }
 figcaption { color: #5b6570; font-size: .85em; }
 img.thumb { width: 64px; height: 64px; object-fit: contain; border: 1px solid var(--line);
@@ -266,11 +267,14 @@ img.thumb { width: 64px; height: 64px; object-fit: contain; border: 1px solid va
 pre { background: #f5f7f9; padding: 10px; overflow-x: auto; font-size: .85em; }
 @page { size: A4; margin: 14mm; }
 @media print {
-  body { max-width: none; padding: 0; font-size: 11pt; }
+  body { max-width: none; padding: 0; font-size: 10pt; }
   nav { display: none; }
-  section { break-inside: avoid-page; border: none; padding: 0; }
-  figure, tr, .card { break-inside: avoid; }
-  pre { white-space: pre-wrap; }
+  section { border: none; padding: 0; margin: 12px 0; }
+  h2 { break-after: avoid; }
+  figure, tr, .cards, .card { break-inside: avoid; }
+  figure { flex-basis: 260px; }
+  figure img { max-height: 95mm; }
+  pre { white-space: pre-wrap; font-size: 8pt; }
   .js table.sortable th:after { content: ""; }
 }
 """
@@ -353,7 +357,7 @@ def build_sections(
     *,
     history: Sequence[Mapping[str, Any]] | None,
     config_yaml: str | None,
-    registry: Any,
+    registry: Registry,
     device: str,
 ) -> list[Section]:
     """Headline first, then what the evaluators contributed, then the run's
@@ -383,7 +387,7 @@ def build_sections(
             "Environment",
             join(
                 [
-                    table(["what", "value"], environment(registry, device), sortable=False),
+                    table(["what", "value"], environment(device), sortable=False),
                     tag("h3", "Plugins"),
                     table(["distribution", "version", "module", "status"], plugin_rows(registry)),
                 ]

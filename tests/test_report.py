@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +165,42 @@ def test_evaluate_without_html_writes_only_the_data(best: Path, tiny_manifest: P
     out = best.parent / "no-html"
     evaluate(best, tiny_manifest, ["regression"], out, html=False)
     assert {p.name for p in out.iterdir()} == {"metrics.json", "predictions.csv"}
+
+
+def test_a_third_party_evaluator_adds_its_section(
+    tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    """The evaluator of docs/plugins.md, installed as a distribution, reports
+    metrics and a section, and the environment lists its plugin."""
+    from qpcore.registry import Registry
+
+    from conftest import REPO, make_distribution
+
+    docs = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
+    example = next(b for b in docs.split("```python")[1:] if "class PerSourceEvaluator" in b)
+    source = example.split("```")[0] + (
+        "\nfrom qpcore import EvaluatorSpec, hookimpl\n\n"
+        "@hookimpl\ndef qp_register_evaluators():\n"
+        "    return [EvaluatorSpec('per_source', PerSourceEvaluator)]\n"
+    )
+    on_path(
+        make_distribution(
+            tmp_path / "dist", "qp-per-source", "0.3", {"qp_ps": source}, {"ps": "qp_ps"}
+        )
+    )
+    registry = Registry.from_entrypoints()
+    data = labelled_rows(tmp_path)
+    data = EvalData(
+        data.predictions,
+        data.targets,
+        [replace(s, source="flags" if i % 2 else "icons<&>") for i, s in enumerate(data.samples)],
+    )
+    sections: list[page.Section] = []
+    report = run_evaluators(data, ["per_source"], registry, sections)
+    assert report["metrics"]["mae_flags"] == pytest.approx(np.abs(data.errors[1::2]).mean())
+    pages = page.build_sections(
+        report, sections, history=None, config_yaml=None, registry=registry, device="cpu"
+    )
+    text = page.render("r", [], pages)
+    assert "<h2>Per source</h2>" in text and "<td>icons&lt;&amp;&gt;</td>" in text
+    assert "<td>qp-per-source</td><td>0.3</td>" in text
