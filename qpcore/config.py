@@ -70,11 +70,15 @@ class ComponentRef(BaseModel):
 
 def component(kind: Kind, default: Any, description: str) -> Any:
     """A config field holding a component of ``kind`` (marked for the schema)."""
-    factory = (lambda: list(default)) if isinstance(default, list) else None
     extra = {KIND_MARK: kind}
-    if factory is not None:
-        return Field(default_factory=factory, description=description, json_schema_extra=extra)
     # validate_default turns a default written as a bare name into a ComponentRef.
+    if isinstance(default, list):
+        return Field(
+            default_factory=lambda: list(default),
+            description=description,
+            json_schema_extra=extra,
+            validate_default=True,
+        )
     return Field(default, description=description, json_schema_extra=extra, validate_default=True)
 
 
@@ -191,7 +195,9 @@ class RunConfig(BaseModel):
         "scheduler", "reduce_on_plateau", "LR scheduler, by name (null: constant LR)."
     )
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    monitors: list[ComponentRef] = component("monitor", [], "Training monitors, by name.")
+    monitors: list[ComponentRef] = component(
+        "monitor", ["progress"], "Training monitors, by name (run in this order)."
+    )
     evaluators: list[ComponentRef] = component("evaluator", [], "Evaluators, by name.")
     output: OutputConfig = Field(default_factory=OutputConfig)
 

@@ -33,7 +33,6 @@ import pluggy
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from qpcore import hookspecs
 from qpcore import report as html_report
@@ -55,6 +54,7 @@ from qpcore.errors import QPError
 from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
 from qpcore.feature_cache import ImageInputs, model_features
 from qpcore.loss_output import split_loss_output
+from qpcore.monitoring import Control, load_monitor_states, monitor_states, scale_lr
 from qpcore.registry import Registry
 from qpcore.report import Section
 from qpcore.restore import load_weights, rebuild_config
@@ -122,7 +122,9 @@ def new_run_dir(base: Path, name: str | None) -> Path:
 
 class Trainer:
     """Trains one run. ``run`` objects passed to monitor hooks are this object:
-    ``cfg``, ``run_dir``, ``model``, ``state`` and ``device`` are public.
+    ``cfg``, ``run_dir``, ``model``, ``optimizer``, ``state``, ``device``,
+    ``quiet``, ``monitors`` (config name -> object) and ``batches_per_epoch`` are
+    public, and so are :meth:`request_stop` and :meth:`request_rollback`.
 
     Args:
         cfg: A resolved config (see :func:`qpcore.validate.resolve_config`).
@@ -151,12 +153,31 @@ class Trainer:
         self.state = RunState()
         self.hooks = pluggy.PluginManager(hookspecs.PROJECT)
         self.hooks.add_hookspecs(hookspecs)
+        self.monitors: dict[str, object] = {}
         for ref in cfg.monitors:
             spec = registry.get("monitor", ref.name, at="monitors")
-            self.hooks.register(spec.factory(ref.params))
+            name = ref.name if ref.name not in self.monitors else f"{ref.name}#{len(self.monitors)}"
+            self.monitors[name] = spec.factory(ref.params)
+            self.hooks.register(self.monitors[name])
         for monitor in monitors:
             self.hooks.register(monitor)
+        hooked = [*self.monitors.values(), *monitors]
+        self._wants_grad_norm = any(getattr(m, "wants_grad_norm", False) for m in hooked)
+        self.control = Control()
+        self.batches_per_epoch = 0
         self._resume: dict[str, Any] | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current batch (for monitors); the last finished
+        epoch's checkpoint is kept for ``--resume``."""
+        self.control.request("stop", reason)
+
+    def request_rollback(self, reason: str, lr_factor: float = 0.5) -> None:
+        """Reload the last finished epoch after the current batch, scale the
+        learning rate by ``lr_factor`` and redo the epoch (for monitors)."""
+        if not 0 < lr_factor <= 1:
+            raise QPError(f"lr_factor must lie in (0, 1], got {lr_factor}")
+        self.control.request("rollback", reason, lr_factor)
 
     # --- set-up ------------------------------------------------------------
 
@@ -177,7 +198,8 @@ class Trainer:
         if training is None:
             raise QPError(f"{file}: holds weights only, no training state to resume from")
         expected = {"optimizer", "scheduler", "loss", "best_model", "state", "rng"}
-        if not isinstance(training, dict) or set(training) != expected:
+        # "monitors" came later: checkpoints without it still resume.
+        if not isinstance(training, dict) or set(training) - {"monitors"} != expected:
             raise CheckpointError(f"{file}: damaged training state")
         cfg = resolve_config(rebuild_config(meta, file), registry, source=f"{file} (its config)")
         trainer = cls(cfg, registry, file.parent, monitors, quiet)
@@ -305,13 +327,13 @@ class Trainer:
         if self._resume is None:
             (self.run_dir / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
         self._write_history()
-        self.hooks.hook.qp_on_fit_start(run=self)
         try:
-            # A run that stopped early stays stopped when resumed.
-            if self.state.stop_reason is None:
-                for epoch in range(self.state.epoch + 1, tcfg.epochs + 1):
-                    if self._epoch(epoch):
-                        break
+            self.hooks.hook.qp_on_fit_start(run=self)
+            # A run that stopped early stays stopped when resumed; a rollback
+            # lowers state.epoch, and that epoch is trained again.
+            while self.state.stop_reason is None and self.state.epoch < tcfg.epochs:
+                if self._epoch(self.state.epoch + 1):
+                    break
             results = self._finish()
         except BaseException as error:
             self.hooks.hook.qp_on_exception(run=self, error=error)
@@ -329,12 +351,15 @@ class Trainer:
     def _epoch(self, epoch: int) -> bool:
         """Train and validate one epoch; returns whether to stop."""
         started = time.perf_counter()
+        self.batches_per_epoch = len(self._batches(epoch))
         self.hooks.hook.qp_on_epoch_start(run=self, epoch=epoch)
         if hasattr(self.loss, "set_epoch"):
             self.loss.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
         metrics.update(self._run_split("train", epoch))
+        if self.control.action is not None:
+            return self._act_on_request(epoch)
         if len(self.splits["val"]):
             metrics.update(self._run_split("val", epoch))
         metrics["time_s"] = round(time.perf_counter() - started, 4)
@@ -345,6 +370,28 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         return stop
+
+    def _act_on_request(self, epoch: int) -> bool:
+        """Carry out a monitor's stop or rollback; returns whether to stop."""
+        action, reason, factor = self.control.take()
+        if action == "rollback" and (self.run_dir / LAST).exists():
+            file = self.run_dir / LAST
+            meta, payload = load_checkpoint(file)
+            load_weights(self.model, meta, payload["model"], file)
+            self._restore_training(payload["training"])
+            scale_lr(self.optimizer, self.scheduler, factor)
+            self._write_history()
+            self._say(
+                f"{reason}: rolled back to epoch {self.state.epoch}, "
+                f"learning rate x{factor:g} (now {self.optimizer.param_groups[0]['lr']:.2e})"
+            )
+            return False
+        if action == "rollback":
+            reason += "; nothing to roll back to before the first epoch ends"
+        kept = f"epoch {self.state.epoch} kept in {LAST}" if self.state.epoch else "nothing kept"
+        self.state.stop_reason = f"stopped in epoch {epoch}: {reason}; {kept}"
+        self._say(self.state.stop_reason)
+        return True
 
     def _after_epoch(self, epoch: int, metrics: dict[str, Any]) -> bool:
         tcfg, state = self.cfg.trainer, self.state
@@ -395,7 +442,6 @@ class Trainer:
             self._save(f"epoch-{epoch:04d}.pt", epoch, metrics)
             self._prune(ckpt.keep_last)
         self._append_metrics(metrics)
-        self._report(metrics)
         return stop
 
     def _batches(self, epoch: int, split: str = "train") -> list[Tensor]:
@@ -456,37 +502,47 @@ class Trainer:
         accumulate = self.cfg.trainer.accumulate
         preds, targets, loss_sum, count = [], [], 0.0, 0
         grad = torch.enable_grad() if training else torch.no_grad()
+        clock = time.perf_counter
         with grad:
             self.optimizer.zero_grad(set_to_none=True)
-            bar = self._bar(len(batches), f"epoch {epoch} {split}")
-            for b, (index, inputs) in enumerate(
-                zip(batches, self._inputs(split, batches, epoch), strict=True)
-            ):
+            inputs_of = iter(self._inputs(split, batches, epoch))
+            for b, index in enumerate(batches):
+                t0 = clock()
+                inputs = next(inputs_of)
+                t1 = clock()
                 target = rows.labels[index].to(self.device)
                 pred = self._forward(inputs, rows.params[index])
                 total, _ = split_loss_output(self.loss(pred, target))
+                t2 = t3 = t4 = clock()
+                norm = None
                 if training:
                     group = min(accumulate, len(batches) - (b // accumulate) * accumulate)
                     (total / group).backward()
+                    t3 = clock()
                     if (b + 1) % accumulate == 0 or b + 1 == len(batches):
-                        self._step()
+                        norm = self._step()
+                    t4 = clock()
                 value = float(total.detach())
                 loss_sum += value * len(index)
                 count += len(index)
                 preds.append(pred.detach().cpu())
                 targets.append(target.cpu())
                 if training:
-                    self.hooks.hook.qp_on_batch_end(
-                        run=self,
-                        epoch=epoch,
-                        batch=b,
-                        metrics={"loss": value, "lr": self.optimizer.param_groups[0]["lr"]},
-                    )
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{value:.4f}")
-            if bar is not None:
-                bar.close()
+                    batch = {
+                        "loss": value,
+                        "mae": float((preds[-1] - targets[-1]).abs().mean()),
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "rows": len(index),
+                        "data_s": t1 - t0,
+                        "forward_s": t2 - t1,
+                        "backward_s": t3 - t2,
+                        "step_s": t4 - t3,
+                    }
+                    if norm is not None:
+                        batch["grad_norm"] = norm
+                    self.hooks.hook.qp_on_batch_end(run=self, epoch=epoch, batch=b, metrics=batch)
+                    if self.control.action is not None:
+                        break
         found = regression_metrics(torch.cat(preds).numpy(), torch.cat(targets).numpy())
         return {
             f"{split}_loss": loss_sum / max(count, 1),
@@ -495,15 +551,22 @@ class Trainer:
             f"{split}_pearson": found["pearson"],
         }
 
-    def _step(self) -> None:
+    def _step(self) -> float | None:
+        """One optimizer step; returns the gradient norm when clipping or a
+        monitor (``wants_grad_norm``) needs it."""
         clip = self.cfg.trainer.grad_clip
+        norm = None
+        if clip is None and self._wants_grad_norm:
+            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"]]
+            norm = float(torch.nn.utils.get_total_norm([g for g in grads if g is not None]))
         if clip is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, clip)
+            norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step_batch()
+        return norm
 
     # --- results -----------------------------------------------------------
 
@@ -629,6 +692,7 @@ class Trainer:
                 "numpy": json.dumps(_numpy_state()),
                 "python": json.dumps(_python_state()),
             },
+            "monitors": monitor_states(self.monitors),
         }
         save_checkpoint(self.run_dir / name, meta, model_state, state)
 
@@ -637,6 +701,7 @@ class Trainer:
         load_weights(self.model, self._resume_meta, payload["model"], file)
         try:
             self._restore_training(payload["training"])
+            load_monitor_states(self.monitors, payload["training"].get("monitors", "{}"))
         except (TypeError, ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{file}: damaged training state ({exc})") from exc
         self._say(f"resuming {self.run_dir} after epoch {self.state.epoch}")
@@ -680,22 +745,6 @@ class Trainer:
     def _say(self, text: str) -> None:
         if not self.quiet:
             print(text, flush=True)
-
-    def _bar(self, total: int, desc: str) -> Any:
-        if self.quiet or self.cached:
-            return None
-        return tqdm(total=total, desc=desc, leave=False, unit="batch")
-
-    def _report(self, m: Mapping[str, Any]) -> None:
-        def fmt(key: str) -> str:
-            value = m.get(key)
-            return "-" if value is None else f"{value:.4f}"
-
-        self._say(
-            f"epoch {m['epoch']:>3}/{self.cfg.trainer.epochs}  loss {fmt('train_loss')}  "
-            f"val_loss {fmt('val_loss')}  val_mae {fmt('val_mae')}  "
-            f"val_pearson {fmt('val_pearson')}  lr {m['lr']:.2e}  {m['time_s']:.2f}s"
-        )
 
 
 def finite(value: Any) -> Any:

@@ -71,7 +71,7 @@ scheduler: {name: reduce_on_plateau, monitor: val_accuracy}
 trainer:
   epochs: many
   early_stopping: {monitor: val_r2}
-monitors: [progress]
+monitors: [progres]
 colour: blue
 """
     with pytest.raises(ConfigError) as err:
@@ -89,7 +89,9 @@ colour: blue
     assert found["optimizer.lr"] == ("Input should be greater than 0", 4)
     assert found["optimizer.momentum"] == ("Extra inputs are not permitted", 4)
     assert "unknown metric 'val_accuracy'" in found["scheduler.monitor"][0]
-    assert found["monitors.0.name"][0].startswith("Unknown monitor 'progress'.")
+    assert found["monitors.0.name"][0].startswith(
+        "Unknown monitor 'progres'. Did you mean 'progress'?"
+    )
     text = str(err.value)
     assert text.splitlines()[0] == f"8 config errors in {tmp_path / 'run.yaml'}:"
     assert "  line 7: trainer.epochs: Input should be a valid integer" in text

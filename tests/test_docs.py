@@ -55,6 +55,7 @@ def test_every_config_key_is_documented() -> None:
         ("loss", "losses.md"),
         ("backbone", "model.md"),
         ("evaluator", "evaluation.md"),
+        ("monitor", "monitors.md"),
     ],
 )
 def test_every_builtin_and_param_is_documented(kind: str, doc: str) -> None:

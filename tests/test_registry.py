@@ -49,7 +49,7 @@ def test_unknown_name_suggests_the_closest_and_lists_all() -> None:
 
 
 def test_unknown_name_of_an_empty_kind_says_none_installed() -> None:
-    # Monitors have no built-in yet; with evaluators switched off the same holds.
+    # With the evaluators plugin switched off, no evaluator is installed.
     registry = Registry.from_entrypoints(disabled={"qp_evaluators"})
     with pytest.raises(UnknownComponentError, match="No evaluators are installed"):
         registry.get("evaluator", "regression")

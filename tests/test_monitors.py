@@ -1,0 +1,335 @@
+"""The built-in monitors, each driven through a real short training run."""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_trainer import fit, history, run_config
+
+from qpcore.checkpoint import load_checkpoint
+from qpcore.registry import default_registry
+from qpcore.trainer import Trainer
+
+from conftest import make_distribution
+
+#: A loss that misbehaves on chosen training batches: NaN or a 10^4 blow-up.
+GLITCH_LOSS = """
+import os
+from typing import Literal
+import torch
+from pydantic import Field
+from qpcore import LossSpec, Params, hookimpl
+
+class GlitchParams(Params):
+    epoch: int = Field(2, ge=1)
+    batch: int = Field(1, ge=0)
+    kind: Literal["nan", "explode"] = "nan"
+    times: int = Field(1, ge=0)
+    fixed_by: str | None = None  # a file whose existence ends the glitch
+
+
+class Glitch(torch.nn.Module):
+    def __init__(self, params):
+        super().__init__()
+        self.p, self.epoch, self.batch, self.done = params, 1, 0, 0
+    def set_epoch(self, epoch):
+        self.epoch, self.batch = epoch, 0
+    def forward(self, pred, target):
+        loss = ((pred - target) ** 2).mean()
+        if not self.training:
+            return loss
+        hit = (self.epoch, self.batch) == (self.p.epoch, self.p.batch) and self.done < self.p.times
+        hit = hit and not (self.p.fixed_by and os.path.exists(self.p.fixed_by))
+        self.batch += 1
+        if hit:
+            self.done += 1
+            return loss * (float("nan") if self.p.kind == "nan" else 1e4)
+        return loss
+
+@hookimpl
+def qp_register_losses():
+    return [LossSpec("glitch", Glitch, GlitchParams, "Misbehaves on chosen batches.")]
+"""
+
+
+@pytest.fixture
+def glitch(tmp_path: Path, on_path: Callable[[Path], None]) -> None:
+    dist = {"qp_glitch": GLITCH_LOSS}
+    on_path(make_distribution(tmp_path / "glitch", "qp-glitch", "1.0", dist, {"g": "qp_glitch"}))
+
+
+def monitored(manifest: Path, out: Path, monitors: list[Any], **sections: Any) -> dict[str, Any]:
+    """A 3-batch-per-epoch run with a constant LR (so LR changes are the monitor's)."""
+    return run_config(manifest, out, monitors=monitors, **sections)
+
+
+# --- progress -------------------------------------------------------------
+
+
+def test_progress_prints_a_line_per_epoch_and_no_bar_off_a_terminal(
+    tiny_manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = monitored(tiny_manifest, tmp_path, ["progress"])
+    registry = default_registry()
+    from qpcore.validate import resolve_config
+
+    trainer = Trainer(resolve_config(cfg, registry), registry, tmp_path / "run")
+    trainer.fit()
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "val_pearson" in lines[0] and "batch/s" not in err and "it/s" not in err
+
+
+def test_progress_draws_a_bar_on_a_terminal(tiny_manifest: Path, tmp_path: Path) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "progress", "refresh_s": 0}],
+        trainer={"epochs": 2, "batch_size": 8},
+    )
+    cfg["model"] = {"backbone": {"name": "image_stats", "size": 64}, "head": {"hidden": [8]}}
+    cfg["trainer"]["augment"] = ["hflip"]  # no feature cache: real batches, a visible bar
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    leader, follower = pty.openpty()
+    # A new pty is 0 columns wide, and tqdm draws nothing in 0 columns.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = dict(os.environ)
+    qp = Path(sys.executable).with_name("qp")
+    process = subprocess.Popen(
+        [str(qp), "train", str(path)], stdout=subprocess.PIPE, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+
+    def read() -> None:  # drained while it runs: Linux drops a closed pty's buffer
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stdout = process.communicate(timeout=300)[0].decode()
+    reader.join(timeout=10)
+    os.close(leader)
+    screen = b"".join(chunks)
+    assert process.returncode == 0, stdout[-2000:]
+    text = screen.decode(errors="replace")
+    assert "epoch 1/2" in text and "loss=" in text and "mae=" in text and "lr=" in text
+    assert stdout.count("\nepoch ") == 2  # the summary lines go to stdout
+
+
+# --- system ---------------------------------------------------------------
+
+
+def system_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "qp-system-monitor"]
+
+
+def test_system_samples_and_leaves_no_thread_behind(tiny_manifest: Path, tmp_path: Path) -> None:
+    before = threading.active_count()
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "system", "interval_s": 0.05}],
+        trainer={"epochs": 30, "batch_size": 8},
+    )
+    trainer = fit(cfg)
+    system = trainer.monitors["system"]
+    summary = system.summary()
+    assert summary["rss_mb"]["max"] > 50 and summary["threads"]["mean"] >= 1
+    assert len(system.samples) > 0 and system.totals["rss_mb"][2] == len(system.samples)
+    assert system_threads() == [] and threading.active_count() == before
+
+
+class Boom:
+    """Raises in the second epoch, as a crash in the middle of training would."""
+
+    from qpcore import hookimpl
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Any) -> None:
+        if epoch == 2:
+            raise RuntimeError("boom")
+
+
+def test_system_thread_stops_when_training_raises(tiny_manifest: Path, tmp_path: Path) -> None:
+    cfg = monitored(tiny_manifest, tmp_path, [{"name": "system", "interval_s": 0.05}])
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(cfg, monitors=[Boom()])
+    assert system_threads() == []
+
+
+# --- anomaly --------------------------------------------------------------
+
+
+def anomalies(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "anomalies.jsonl").read_text().splitlines()]
+
+
+def test_anomaly_warns_and_logs(
+    tiny_manifest: Path, tmp_path: Path, glitch: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "anomaly", "action": "warn", "warmup_batches": 3}],
+        loss={"name": "glitch", "epoch": 3, "batch": 1, "kind": "explode"},
+    )
+    trainer = fit(cfg)
+    assert trainer.results["epochs"] == 3  # a warning changes nothing
+    [record] = anomalies(trainer.run_dir)
+    assert record["epoch"] == 3 and record["batch"] == 1 and record["action"] == "warn"
+    assert record["anomaly"].startswith("loss explosion")
+    assert "warning: loss explosion" in capsys.readouterr().err
+
+
+def test_anomaly_stop_leaves_a_diagnostic_and_a_checkpoint_that_resumes(
+    tiny_manifest: Path, tmp_path: Path, glitch: None
+) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "anomaly", "action": "stop"}],
+        loss={"name": "glitch", "epoch": 2, "batch": 1, "fixed_by": str(tmp_path / "fixed")},
+    )
+    trainer = fit(cfg)
+    run = trainer.run_dir
+    assert "non-finite loss" in trainer.results["stop_reason"]
+    assert trainer.results["epochs"] == 1 and len(history(run)) == 1
+    diagnostic = json.loads((run / "anomaly.json").read_text())
+    assert diagnostic["epoch"] == 2 and diagnostic["batch"] == 1 and diagnostic["loss"] == "nan"
+    assert len(diagnostic["recent_losses"]) == 4  # epoch 1's 3 batches and batch 0 of epoch 2
+    meta, _ = load_checkpoint(run / "last.pt")
+    assert meta.epoch == 1
+    # Once the cause is gone, the run resumes from epoch 1 and ends.
+    (tmp_path / "fixed").touch()
+    resumed = Trainer.resume(run, default_registry(), quiet=True)
+    assert resumed.fit()["epochs"] == 3
+
+
+def test_anomaly_rollback_restores_and_lowers_the_lr(
+    tiny_manifest: Path, tmp_path: Path, glitch: None
+) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "anomaly", "action": "rollback", "lr_factor": 0.25}],
+        loss={"name": "glitch", "epoch": 2, "batch": 2, "kind": "nan"},
+    )
+    trainer = fit(cfg)
+    rows = history(trainer.run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and trainer.results["stop_reason"] is None
+    assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.25)
+    assert all(r["train_loss"] is not None for r in rows)
+    [record] = anomalies(trainer.run_dir)
+    assert record["action"] == "rollback" and record["epoch"] == 2
+
+
+def test_anomaly_rollback_gives_up_after_max_rollbacks(
+    tiny_manifest: Path, tmp_path: Path, glitch: None
+) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "anomaly", "action": "rollback", "max_rollbacks": 2}],
+        loss={"name": "glitch", "epoch": 2, "batch": 0, "kind": "nan", "times": 10},
+    )
+    trainer = fit(cfg)
+    assert [r["action"] for r in anomalies(trainer.run_dir)] == ["rollback", "rollback", "stop"]
+    assert "after 2 rollbacks" in trainer.results["stop_reason"]
+    assert trainer.results["epochs"] == 1
+
+
+def test_anomaly_before_any_checkpoint_stops_instead_of_rolling_back(
+    tiny_manifest: Path, tmp_path: Path, glitch: None
+) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "anomaly", "action": "rollback"}],
+        loss={"name": "glitch", "epoch": 1, "batch": 1, "kind": "nan"},
+    )
+    trainer = fit(cfg)
+    assert "nothing to roll back to" in trainer.results["stop_reason"]
+    assert not (trainer.run_dir / "last.pt").exists()
+
+
+# --- logs -----------------------------------------------------------------
+
+
+def test_jsonl_logs_every_event_and_rotates_into_gzip(tiny_manifest: Path, tmp_path: Path) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "jsonl", "max_bytes": 2048, "backups": 2}],
+        trainer={"epochs": 6, "batch_size": 8},
+    )
+    run = fit(cfg).run_dir
+    current = (run / "events.jsonl").read_text().splitlines()
+    rotated = [gzip.decompress((run / f"events.jsonl.{i}.gz").read_bytes()) for i in (1, 2)]
+    assert not (run / "events.jsonl.3.gz").exists()  # only `backups` are kept
+    assert (run / "events.jsonl").stat().st_size <= 2048
+    events = [json.loads(line) for line in current]
+    for blob in rotated:
+        events += [json.loads(line) for line in blob.decode().splitlines()]
+    kinds = {e["event"] for e in events}
+    assert {"batch_end", "epoch_end", "fit_end"} <= kinds
+    assert json.loads(current[-1])["event"] == "fit_end"
+    batch = next(e for e in events if e["event"] == "batch_end")
+    assert {"loss", "lr", "data_s", "forward_s", "backward_s", "step_s"} <= set(batch["values"])
+    # metrics.jsonl stays one JSON object per epoch line, as pandas reads it.
+    import pandas
+
+    table = pandas.read_json(run / "metrics.jsonl", lines=True)
+    assert table["epoch"].tolist() == list(range(1, 7)) and "val_pearson" in table
+
+
+def test_csv_matches_the_history_also_after_a_resume(tiny_manifest: Path, tmp_path: Path) -> None:
+    import csv
+
+    cfg = monitored(tiny_manifest, tmp_path, ["csv"])
+    run = fit(cfg).run_dir
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[2]["train_loss"]) == pytest.approx(history(run)[2]["train_loss"])
+
+
+# --- state in checkpoints ---------------------------------------------------
+
+
+def test_monitor_state_survives_a_resume(tiny_manifest: Path, tmp_path: Path) -> None:
+    cfg = monitored(tiny_manifest, tmp_path, ["anomaly", {"name": "system", "interval_s": 0.05}])
+    trainer = fit(cfg)
+    saved = list(trainer.monitors["anomaly"].losses)
+    assert len(saved) == 9
+    _, payload = load_checkpoint(trainer.run_dir / "last.pt")
+    states = json.loads(payload["training"]["monitors"])
+    assert set(states) == {"anomaly", "system"}
+    resumed = Trainer.resume(trainer.run_dir, default_registry(), quiet=True)
+    resumed.fit()
+    assert list(resumed.monitors["anomaly"].losses) == saved
+    # Sampling goes on from the checkpoint's totals, not from zero.
+    counted = states["system"]["totals"]["rss_mb"][2]
+    assert resumed.monitors["system"].totals["rss_mb"][2] >= counted > 0
