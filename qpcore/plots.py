@@ -148,3 +148,30 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return to_png(fig)
+
+
+#: One line of a panel: its label, x values and y values.
+Line = tuple[str, Sequence[float], Sequence[float]]
+
+
+def panels(
+    charts: Sequence[tuple[str, str, Sequence[Line]]], columns: int = 2, log: Sequence[str] = ()
+) -> bytes:
+    """Line charts side by side: each chart is (title, x label, lines); charts
+    whose title is in ``log`` use a log y-axis."""
+    columns = max(1, min(columns, len(charts)))
+    rows = max(1, -(-len(charts) // columns))
+    fig = Figure(figsize=(4.6 * columns, 3.3 * rows))
+    for index, (title, xlabel, lines) in enumerate(charts):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        for label, xs, ys in lines:
+            ax.plot(xs, ys, label=label)
+        positive = all(y > 0 for _, _, ys in lines for y in ys if np.isfinite(y))
+        if title in log and positive:
+            ax.set_yscale("log")
+        ax.set(title=title, xlabel=xlabel)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return to_png(fig)

@@ -346,6 +346,7 @@ class Trainer:
                 )
             raise
         self.hooks.hook.qp_on_fit_end(run=self, results=results)
+        self._write_report()
         return results
 
     def _epoch(self, epoch: int) -> bool:
@@ -476,7 +477,8 @@ class Trainer:
         )
         yield from loader
 
-    def _forward(self, inputs: Any, params: Tensor) -> Tensor:
+    def forward(self, inputs: Any, params: Tensor) -> Tensor:
+        """Predictions for one batch as the loop makes them (device, autocast)."""
         params = params.to(self.device)
         cuda = self.device.type == "cuda"
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
@@ -492,6 +494,15 @@ class Trainer:
                 ]
                 pred = self.model(tensors, params)
         return pred.float()
+
+    def sample_batch(self, size: int) -> tuple[Any, Tensor, Tensor]:
+        """The first ``size`` training rows as the loop feeds them: inputs
+        (features or images), encoded params and labels; for monitors that
+        time the model."""
+        rows = self.splits["train"]
+        index = torch.arange(min(size, len(rows)))
+        inputs = next(iter(self._inputs("train", [index], 0)))
+        return inputs, rows.params[index], rows.labels[index].to(self.device)
 
     def _run_split(self, split: str, epoch: int) -> dict[str, float | None]:
         training = split == "train"
@@ -511,7 +522,7 @@ class Trainer:
                 inputs = next(inputs_of)
                 t1 = clock()
                 target = rows.labels[index].to(self.device)
-                pred = self._forward(inputs, rows.params[index])
+                pred = self.forward(inputs, rows.params[index])
                 total, _ = split_loss_output(self.loss(pred, target))
                 t2 = t3 = t4 = clock()
                 norm = None
@@ -597,8 +608,8 @@ class Trainer:
         return regression_metrics(self.predict_split(split), self.splits[split].labels.numpy())
 
     def _evaluate_test(self) -> Path:
-        """The config's evaluators on the test split into ``eval/``: metrics.json,
-        and the HTML report unless ``output.report`` is off; returns metrics.json's path."""
+        """The config's evaluators on the test split into ``eval/metrics.json``
+        (returned); their report sections wait for :meth:`_write_report`."""
         rows = self.splits["test"]
         data = EvalData(self.predict_split("test"), rows.labels.numpy().astype(float), rows.samples)
         sections: list[Section] | None = [] if self.cfg.output.report else None
@@ -609,23 +620,36 @@ class Trainer:
         path = folder / "metrics.json"
         path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         if sections is not None:
-            pages = html_report.build_sections(
-                report,
-                sections,
-                history=self.state.history,
-                config_yaml=dump_yaml(self.cfg),
-                registry=self.registry,
-                device=str(self.device),
-            )
-            facts = [
-                ("run", str(self.run_dir)),
-                ("split", f"test, {len(rows.samples)} rows"),
-                ("best epoch", str(self.state.best_epoch)),
-                ("generated", html_report.generated_at()),
-            ]
-            written = html_report.write_report(folder, "Evaluation report", facts, pages)
-            self._say(f"report: {written}")
+            self._report_parts = (report, sections)
         return path
+
+    def _write_report(self) -> None:
+        """``eval/report.html``: the evaluators' sections, then those of monitors
+        with ``report(run)`` (written after ``qp_on_fit_end``, so monitors have
+        finished their summaries)."""
+        parts = getattr(self, "_report_parts", None)
+        if parts is None:
+            return
+        report, sections = parts
+        for monitor in self.monitors.values():
+            if hasattr(monitor, "report"):
+                sections = [*sections, *monitor.report(self)]
+        pages = html_report.build_sections(
+            report,
+            sections,
+            history=self.state.history,
+            config_yaml=dump_yaml(self.cfg),
+            registry=self.registry,
+            device=str(self.device),
+        )
+        facts = [
+            ("run", str(self.run_dir)),
+            ("split", f"test, {report['metrics']['rows']} rows"),
+            ("best epoch", str(self.state.best_epoch)),
+            ("generated", html_report.generated_at()),
+        ]
+        written = html_report.write_report(self.run_dir / "eval", "Evaluation report", facts, pages)
+        self._say(f"report: {written}")
 
     def predict_split(self, split: str) -> np.ndarray:
         """Predictions of the current weights for one split, in row order."""
@@ -634,7 +658,7 @@ class Trainer:
         batches = self._batches(0, split)
         with torch.no_grad():
             preds = [
-                self._forward(inputs, rows.params[index]).cpu()
+                self.forward(inputs, rows.params[index]).cpu()
                 for index, inputs in zip(batches, self._inputs(split, batches, 0), strict=True)
             ]
         return torch.cat(preds).numpy()

@@ -23,6 +23,7 @@ from test_trainer import fit, history, run_config
 from qpcore.checkpoint import load_checkpoint
 from qpcore.registry import default_registry
 from qpcore.trainer import Trainer
+from qpcore.validate import resolve_config
 
 from conftest import make_distribution
 
@@ -333,3 +334,106 @@ def test_monitor_state_survives_a_resume(tiny_manifest: Path, tmp_path: Path) ->
     # Sampling goes on from the checkpoint's totals, not from zero.
     counted = states["system"]["totals"]["rss_mb"][2]
     assert resumed.monitors["system"].totals["rss_mb"][2] >= counted > 0
+
+
+# --- timing, plots, summary, tensorboard ------------------------------------
+
+
+def test_timing_reports_phases_bottleneck_and_a_measured_thread_count(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    cfg = monitored(tiny_manifest, tmp_path, [{"name": "timing", "probe_repeats": 1}])
+    trainer = fit(cfg)
+    report = json.loads((trainer.run_dir / "timing.json").read_text())
+    per_batch = report["per_batch"]
+    assert per_batch["forward_s"]["count"] == 9 and per_batch["forward_s"]["mean"] > 0
+    assert per_batch["batch_s"]["mean"] >= per_batch["forward_s"]["mean"]
+    assert report["images_per_s"]["count"] == 3 and report["images_per_s"]["mean"] > 0
+    assert report["bottleneck"].startswith(("compute", "data loading"))
+    threads = report["threads"]
+    counted = {int(c) for c in threads["seconds_per_batch"]}
+    assert 1 in counted and threads["recommended"] in counted
+    assert threads["current"] == 1  # the run's trainer.num_threads, restored after the probe
+
+
+def test_timing_names_data_loading_when_it_dominates(tiny_manifest: Path, tmp_path: Path) -> None:
+    from qp_monitors.timing import Timing, TimingParams
+
+    timing = Timing(TimingParams())
+    for _ in range(5):
+        timing.qp_on_batch_end(
+            None, 1, 0, {"data_s": 0.8, "forward_s": 0.1, "backward_s": 0.1, "step_s": 0.0}
+        )
+
+    class Run:
+        class cfg:
+            class trainer:
+                num_workers = 0
+
+    assert timing.bottleneck(Run).startswith("data loading: 80%")
+
+
+def test_plots_draws_pngs_during_and_after_the_run(tiny_manifest: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [
+            {"name": "system", "interval_s": 0.05},
+            {"name": "plots", "every": 2, "min_interval_s": 0},
+        ],
+        trainer={"epochs": 4, "batch_size": 8},
+    )
+    trainer = fit(cfg)
+    folder = trainer.run_dir / "plots"
+    assert {p.name for p in folder.iterdir()} == {
+        "loss.png",
+        "lr.png",
+        "batch_time.png",
+        "system.png",
+    }
+    for png in folder.iterdir():
+        with Image.open(png) as image:
+            assert image.size[0] > 200
+    assert [e for e, _ in trainer.monitors["plots"].batch_times] == [1, 2, 3, 4]
+
+
+def test_summary_writes_the_session_and_flags_a_slowdown(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    from qp_monitors.summary import FILE
+
+    evaluators = ["regression"]
+    cfg = monitored(tiny_manifest, tmp_path, ["timing", "summary"], evaluators=evaluators)
+    first = fit(cfg)
+    summary = json.loads((first.run_dir / FILE).read_text())
+    assert summary["epochs"] == 3 and summary["best_metrics"]["epoch"] == summary["best_epoch"]
+    assert summary["time_per_epoch_s"]["mean"] > 0 and summary["timing"]["per_batch"]
+    assert summary["comparison"]["verdict"].startswith("no earlier run")
+    assert any(note.startswith("bottleneck") for note in summary["notes"])
+    page = (first.run_dir / "eval" / "report.html").read_text()
+    assert "<h2>Training session</h2>" in page and "Seconds per batch" in page
+    # An earlier run of the same settings that was 10 times faster: flagged.
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    fast = {**summary, "time_per_epoch_s": {"mean": summary["time_per_epoch_s"]["mean"] / 10}}
+    (earlier / FILE).write_text(json.dumps(fast))
+    registry = default_registry()
+    Trainer(resolve_config(cfg, registry), registry, tmp_path / "again", quiet=True).fit()
+    comparison = json.loads((tmp_path / "again" / FILE).read_text())["comparison"]
+    assert comparison["slowdown"] is True and comparison["verdict"].startswith("SLOWDOWN")
+    assert [r["run"] for r in comparison["runs"]] == ["earlier", "run"]
+
+
+def test_tensorboard_writes_scalars(tiny_manifest: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = monitored(tiny_manifest, tmp_path, [{"name": "tensorboard", "every_batches": 1}])
+    run = fit(cfg).run_dir
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"epoch/train_loss", "epoch/val_pearson", "batch/loss"} <= set(tags)
+    assert [e.step for e in events.Scalars("epoch/train_loss")] == [1, 2, 3]
+    assert len(events.Scalars("batch/loss")) == 9

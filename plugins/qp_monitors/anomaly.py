@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
-import statistics
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
@@ -48,6 +48,7 @@ class Anomaly:
         self.params = params
         self.wants_grad_norm = params.gradients
         self.losses: deque[float] = deque(maxlen=params.window)
+        self._sorted: list[float] = []  # the window, sorted: a median in O(1)
         self.rollbacks = 0
         self.count = 0
         self._in_epoch = 0
@@ -58,6 +59,7 @@ class Anomaly:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.losses.clear()
         self.losses.extend(float(v) for v in state["losses"])
+        self._sorted = sorted(self.losses)
         self.rollbacks, self.count = int(state["rollbacks"]), int(state["count"])
 
     def _what(self, metrics: Mapping[str, float]) -> str | None:
@@ -67,7 +69,7 @@ class Anomaly:
         if self.params.gradients and norm is not None and not math.isfinite(norm):
             return f"non-finite gradient norm ({norm})"
         if len(self.losses) >= self.params.warmup_batches:
-            median = statistics.median(self.losses)
+            median = self._median()
             if median > 0 and loss > self.params.explosion_factor * median:
                 return (
                     f"loss explosion: {loss:.4g} is {loss / median:.1f}x the running median "
@@ -75,13 +77,23 @@ class Anomaly:
                 )
         return None
 
+    def _remember(self, loss: float) -> None:
+        if len(self.losses) == self.losses.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self.losses[0])]
+        self.losses.append(loss)
+        bisect.insort(self._sorted, loss)
+
+    def _median(self) -> float:
+        values, n = self._sorted, len(self._sorted)
+        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
     @hookimpl
     def qp_on_batch_end(
         self, run: Any, epoch: int, batch: int, metrics: Mapping[str, float]
     ) -> None:
         what = self._what(metrics)
         if what is None:
-            self.losses.append(metrics["loss"])
+            self._remember(metrics["loss"])
             return
         self.count += 1
         action = self.params.action

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +22,8 @@ from qpcore import Params, hookimpl
 
 def _plain(value: Any) -> Any:
     """JSON-safe values: NaN/inf as text, paths and other objects as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+    if type(value) is float:  # the common case first: batch metrics are floats
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -42,12 +43,16 @@ class JsonlParams(Params):
 class RotatingJsonl:
     """Appends JSON lines to ``path``; past ``max_bytes`` the file becomes
     ``path.1.gz`` (older ones shift to ``.2.gz`` ..., the oldest beyond
-    ``backups`` is deleted) and a new file starts. Each line is flushed, so a
-    crash loses nothing written before it."""
+    ``backups`` is deleted) and a new file starts. Lines reach the disk at
+    least every ``flush_s`` seconds and on :meth:`flush`/:meth:`close` (a
+    flush per line would cost more than the rest of the monitoring)."""
 
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, backups: int, flush_s: float = 1.0) -> None:
         self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self.flush_s = flush_s
         self._handle: io.TextIOWrapper | None = None
+        self._size = 0
+        self._flushed = time.monotonic()
 
     def rotated(self, index: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{index}.gz")
@@ -57,10 +62,20 @@ class RotatingJsonl:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open
-        if self._handle.tell() and self._handle.tell() + len(line) > self.max_bytes:
+            self._size = self.path.stat().st_size  # counted from here on: tell() is slow
+        size = len(line.encode("utf-8"))
+        if self._size and self._size + size > self.max_bytes:
             self._rotate()
+            self._size = 0
         self._handle.write(line)
-        self._handle.flush()
+        self._size += size
+        if time.monotonic() - self._flushed >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+        self._flushed = time.monotonic()
 
     def _rotate(self) -> None:
         assert self._handle is not None
@@ -92,13 +107,14 @@ class Jsonl:
     def __init__(self, params: JsonlParams) -> None:
         self.params = params
         self.log: RotatingJsonl | None = None
+        self.zone = datetime.now().astimezone().tzinfo  # looked up once, not per line
 
     def _write(self, run: Any, event: str, **fields: Any) -> None:
         if self.log is None:
             self.log = RotatingJsonl(
                 run.run_dir / self.params.file, self.params.max_bytes, self.params.backups
             )
-        now = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        now = datetime.now(self.zone).isoformat(timespec="milliseconds")
         self.log.write({"time": now, "event": event, **fields})
 
     @hookimpl
@@ -119,6 +135,8 @@ class Jsonl:
     @hookimpl
     def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Mapping[str, Any]) -> None:
         self._write(run, "epoch_end", epoch=epoch, values=dict(metrics))
+        if self.log is not None:
+            self.log.flush()
 
     @hookimpl
     def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:

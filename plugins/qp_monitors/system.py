@@ -54,6 +54,11 @@ class System:
                 if name in self.totals:
                     self.totals[name] = [float(total), float(peak), int(count)]
 
+    def snapshot(self) -> list[tuple[float, ...]]:
+        """The held samples, ``(unix time, *FIELDS)`` each, safe to read while sampling."""
+        with self._lock:
+            return list(self.samples)
+
     def summary(self) -> dict[str, dict[str, float | None]]:
         """Mean and maximum of each field over the run (resumed runs included)."""
         with self._lock:
