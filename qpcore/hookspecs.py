@@ -177,7 +177,9 @@ def qp_on_batch_end(run: Any, epoch: int, batch: int, metrics: Mapping[str, floa
         run: The running trainer.
         epoch: Zero-based epoch index.
         batch: Zero-based batch index within the epoch.
-        metrics: Batch values such as ``loss`` and ``lr`` (plain floats).
+        metrics: Batch values (plain numbers): ``loss``, ``mae``, ``lr``, ``rows``,
+            the seconds of each phase (``data_s``, ``forward_s``, ``backward_s``,
+            ``step_s``) and ``grad_norm`` when it was computed.
 
     Example:
         >>> @hookimpl

@@ -134,6 +134,10 @@ class Anomaly:
             run.request_stop(f"{what} at {where} (diagnostic: {path})")
 
     @hookimpl
+    def qp_on_epoch_start(self, run: Any, epoch: int) -> None:
+        self._in_epoch = 0  # also after a rollback, whose epoch had no end
+
+    @hookimpl
     def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Mapping[str, Any]) -> None:
         if self._in_epoch > 1:
             warn(f"{self._in_epoch} anomalies in epoch {epoch}: see {run.run_dir / LOG}")
