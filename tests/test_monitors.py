@@ -437,3 +437,17 @@ def test_tensorboard_writes_scalars(tiny_manifest: Path, tmp_path: Path) -> None
     assert {"epoch/train_loss", "epoch/val_pearson", "batch/loss"} <= set(tags)
     assert [e.step for e in events.Scalars("epoch/train_loss")] == [1, 2, 3]
     assert len(events.Scalars("batch/loss")) == 9
+
+
+def test_anomaly_sees_a_non_finite_gradient_behind_a_finite_loss() -> None:
+    from qp_monitors.anomaly import Anomaly, AnomalyParams
+
+    monitor = Anomaly(AnomalyParams())
+    assert monitor.wants_grad_norm is True  # so the trainer computes the norm
+    assert monitor._what({"loss": 0.1, "grad_norm": float("inf")}).startswith(
+        "non-finite gradient norm"
+    )
+    assert (
+        Anomaly(AnomalyParams(gradients=False))._what({"loss": 0.1, "grad_norm": float("nan")})
+        is None
+    )
