@@ -17,6 +17,7 @@ stays possible) and given back on ``--resume``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,9 +56,20 @@ def monitor_states(monitors: Mapping[str, object]) -> str:
         if hasattr(monitor, "state_dict")
     }
     try:
-        return json.dumps(states)
+        return json.dumps(json_safe(states), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise QPError(f"a monitor's state_dict() is not JSON-serialisable: {exc}") from exc
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats as ``None``: standard JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def load_monitor_states(monitors: Mapping[str, object], text: str) -> None:

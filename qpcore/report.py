@@ -19,6 +19,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
@@ -75,7 +76,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], sortable: bool 
     for row in rows:
         cells = []
         for cell in row:
-            if isinstance(cell, int | float) and not isinstance(cell, bool):
+            numeric = isinstance(cell, int | float) and not isinstance(cell, bool)
+            if numeric and math.isfinite(cell):
                 cells.append(tag("td", number(cell), class_="num", data_value=repr(cell)))
             else:
                 cells.append(tag("td", "null" if cell is None else cell))

@@ -165,6 +165,10 @@ class Trainer:
         self._wants_grad_norm = any(getattr(m, "wants_grad_norm", False) for m in hooked)
         self.control = Control()
         self.batches_per_epoch = 0
+        # The checkpoint a rollback returns to: the last one this session saved
+        # or resumed from (a periodic one may be older than last.pt).
+        self._last_good: Path | None = None
+        self._retry_scale = 1.0
         self._resume: dict[str, Any] | None = None
 
     def request_stop(self, reason: str) -> None:
@@ -206,6 +210,7 @@ class Trainer:
         trainer._resume = payload
         trainer._resume_meta = meta
         trainer._resume_file = file
+        trainer._last_good = file
         return trainer
 
     def _seed(self) -> None:
@@ -345,7 +350,12 @@ class Trainer:
                     f"Continue with: qp train --resume {self.run_dir}"
                 )
             raise
-        self.hooks.hook.qp_on_fit_end(run=self, results=results)
+        try:
+            self.hooks.hook.qp_on_fit_end(run=self, results=results)
+        except BaseException as error:
+            # Monitors after the failing one never saw fit_end: let them close.
+            self.hooks.hook.qp_on_exception(run=self, error=error)
+            raise
         self._write_report()
         return results
 
@@ -366,7 +376,13 @@ class Trainer:
         metrics["time_s"] = round(time.perf_counter() - started, 4)
         metrics["timestamp"] = datetime.now().astimezone().isoformat(timespec="seconds")
         stop = self._after_epoch(epoch, metrics)
-        self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
+        if self.control.action is not None:  # asked for at epoch end: the epoch is saved
+            action, reason, _ = self.control.take()
+            if action == "rollback":
+                reason += " (a rollback asked for at an epoch's end stops instead)"
+            self.state.stop_reason = f"stopped after epoch {epoch}: {reason}"
+            self._say(self.state.stop_reason)
+            stop = True
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -375,16 +391,18 @@ class Trainer:
     def _act_on_request(self, epoch: int) -> bool:
         """Carry out a monitor's stop or rollback; returns whether to stop."""
         action, reason, factor = self.control.take()
-        if action == "rollback" and (self.run_dir / LAST).exists():
-            file = self.run_dir / LAST
+        file = self._last_good
+        if action == "rollback" and file is not None:
             meta, payload = load_checkpoint(file)
             load_weights(self.model, meta, payload["model"], file)
             self._restore_training(payload["training"])
-            scale_lr(self.optimizer, self.scheduler, factor)
+            # Retries of one epoch compound: x0.5, then x0.25 of the saved rate.
+            self._retry_scale *= factor
+            scale_lr(self.optimizer, self.scheduler, self._retry_scale)
             self._write_history()
             self._say(
-                f"{reason}: rolled back to epoch {self.state.epoch}, "
-                f"learning rate x{factor:g} (now {self.optimizer.param_groups[0]['lr']:.2e})"
+                f"{reason}: rolled back to epoch {self.state.epoch} ({file.name}), learning "
+                f"rate x{self._retry_scale:g} (now {self.optimizer.param_groups[0]['lr']:.2e})"
             )
             return False
         if action == "rollback":
@@ -404,6 +422,7 @@ class Trainer:
             state.stop_reason = f"non-finite metrics at epoch {epoch}; {kept}"
             state.history.append(metrics)
             self._write_history()
+            self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
             self._say(state.stop_reason)
             return True
         # An undefined Pearson (constant predictions) counts as no correlation.
@@ -436,7 +455,12 @@ class Trainer:
             state.stop_reason = (
                 f"early stop: {stop_cfg.monitor} did not improve for {state.stale_epochs} epochs"
             )
+        # Monitors see the epoch before it is saved, so their state in the
+        # checkpoint includes it and a resume continues from there.
+        self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
         self._save(LAST, epoch, metrics)
+        self._last_good = self.run_dir / LAST
+        self._retry_scale = 1.0
         if improved:
             self._save(BEST, epoch, metrics, training=False)
         if ckpt.every and epoch % ckpt.every == 0:

@@ -272,8 +272,11 @@ def test_anomaly_before_any_checkpoint_stops_instead_of_rolling_back(
         loss={"name": "glitch", "epoch": 1, "batch": 1, "kind": "nan"},
     )
     trainer = fit(cfg)
-    assert "nothing to roll back to" in trainer.results["stop_reason"]
+    assert "no finished epoch to roll back to" in trainer.results["stop_reason"]
     assert not (trainer.run_dir / "last.pt").exists()
+    # Recorded as the stop it became, with its diagnostic.
+    assert [r["action"] for r in anomalies(trainer.run_dir)] == ["stop"]
+    assert (trainer.run_dir / "anomaly.json").exists()
 
 
 # --- logs -----------------------------------------------------------------
@@ -321,13 +324,25 @@ def test_csv_matches_the_history_also_after_a_resume(tiny_manifest: Path, tmp_pa
 
 
 def test_monitor_state_survives_a_resume(tiny_manifest: Path, tmp_path: Path) -> None:
-    cfg = monitored(tiny_manifest, tmp_path, ["anomaly", {"name": "system", "interval_s": 0.05}])
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [
+            "anomaly",
+            {"name": "system", "interval_s": 0.05},
+            {"name": "timing", "probe_threads": False},
+            "plots",
+        ],
+    )
     trainer = fit(cfg)
     saved = list(trainer.monitors["anomaly"].losses)
     assert len(saved) == 9
     _, payload = load_checkpoint(trainer.run_dir / "last.pt")
     states = json.loads(payload["training"]["monitors"])
-    assert set(states) == {"anomaly", "system"}
+    assert set(states) == {"anomaly", "system", "timing", "plots"}
+    # Saved after the epoch's end hooks: the last epoch is in every monitor's state.
+    assert states["timing"]["throughput"][0] == 3
+    assert [e for e, _ in states["plots"]["batch_times"]] == [1, 2, 3]
     resumed = Trainer.resume(trainer.run_dir, default_registry(), quiet=True)
     resumed.fit()
     assert list(resumed.monitors["anomaly"].losses) == saved
@@ -451,3 +466,65 @@ def test_anomaly_sees_a_non_finite_gradient_behind_a_finite_loss() -> None:
         Anomaly(AnomalyParams(gradients=False))._what({"loss": 0.1, "grad_norm": float("nan")})
         is None
     )
+
+
+# --- review fixes -----------------------------------------------------------
+
+
+def test_repeated_rollbacks_keep_lowering_the_lr(
+    tiny_manifest: Path, tmp_path: Path, glitch: None
+) -> None:
+    cfg = monitored(
+        tiny_manifest,
+        tmp_path,
+        [{"name": "anomaly", "action": "rollback", "lr_factor": 0.5}],
+        loss={"name": "glitch", "epoch": 2, "batch": 0, "kind": "nan", "times": 2},
+    )
+    trainer = fit(cfg)
+    rows = history(trainer.run_dir)
+    assert [r["action"] for r in anomalies(trainer.run_dir)] == ["rollback", "rollback"]
+    assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.25)  # x0.5, then x0.5 again
+    assert rows[2]["lr"] == pytest.approx(rows[1]["lr"])  # and it stays lowered
+
+
+class StopAt:
+    """Asks the run to stop from an epoch's end, as a monitor may."""
+
+    from qpcore import hookimpl
+
+    def __init__(self, hook: str) -> None:
+        self.hook = hook
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Any) -> None:
+        if self.hook == "epoch_end" and epoch == 2:
+            run.request_stop("enough")
+
+    @hookimpl
+    def qp_on_fit_end(self, run: Any, results: Any) -> None:
+        if self.hook == "fit_end":
+            raise RuntimeError("fit_end failed")
+
+
+def test_a_stop_asked_for_at_an_epoch_end_stops_there(tiny_manifest: Path, tmp_path: Path) -> None:
+    trainer = fit(monitored(tiny_manifest, tmp_path, []), monitors=[StopAt("epoch_end")])
+    assert trainer.results["epochs"] == 2
+    assert trainer.results["stop_reason"] == "stopped after epoch 2: enough"
+
+
+def test_a_failing_fit_end_hook_still_stops_the_sampler(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    cfg = monitored(tiny_manifest, tmp_path, [{"name": "system", "interval_s": 0.05}])
+    with pytest.raises(RuntimeError, match="fit_end failed"):
+        fit(cfg, monitors=[StopAt("fit_end")])
+    assert system_threads() == []
+
+
+def test_a_window_shorter_than_the_warmup_still_finds_explosions() -> None:
+    from qp_monitors.anomaly import Anomaly, AnomalyParams
+
+    monitor = Anomaly(AnomalyParams(window=10))
+    for _ in range(30):
+        monitor._remember(1.0)
+    assert monitor._what({"loss": 1e6, "lr": 0.1}).startswith("loss explosion")

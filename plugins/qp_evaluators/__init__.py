@@ -18,7 +18,7 @@ from scipy import stats
 from qpcore import EvaluatorSpec, Params, hookimpl, plots
 from qpcore.evaluation import EvalData, EvalOutput, degenerate, mc_dropout, row_inputs
 from qpcore.predictor import to_pixels
-from qpcore.report import Figure, Section, join, paragraph, table, tag, thumbnail
+from qpcore.report import Figure, Section, join, number, paragraph, table, tag, thumbnail
 
 
 class RegressionParams(Params):
@@ -399,8 +399,8 @@ class Features:
                     [
                         paragraph(
                             f"{m['feature_count']} features; mean |activation| "
-                            f"{m['feature_mean_activation']:.4g}; "
-                            f"{m['feature_dead_fraction']:.1%} constant over these rows."
+                            f"{number(m['feature_mean_activation'])}; share constant over "
+                            f"these rows {number(m['feature_dead_fraction'])}."
                         ),
                         table(["feature", "mean", "std", "corr. label", "corr. prediction"], rows),
                     ]

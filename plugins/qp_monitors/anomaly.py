@@ -68,7 +68,8 @@ class Anomaly:
             return f"non-finite loss ({loss})"
         if self.params.gradients and norm is not None and not math.isfinite(norm):
             return f"non-finite gradient norm ({norm})"
-        if len(self.losses) >= self.params.warmup_batches:
+        # A window shorter than the warm-up must not switch the check off.
+        if len(self.losses) >= min(self.params.warmup_batches, self.params.window):
             median = self._median()
             if median > 0 and loss > self.params.explosion_factor * median:
                 return (
@@ -100,6 +101,9 @@ class Anomaly:
         if action == "rollback" and self.rollbacks >= self.params.max_rollbacks:
             action = "stop"
             what += f" (after {self.rollbacks} rollbacks)"
+        elif action == "rollback" and run.state.epoch == 0:
+            action = "stop"  # no finished epoch to return to
+            what += " (no finished epoch to roll back to)"
         record = {
             "time": datetime.now().astimezone().isoformat(timespec="seconds"),
             "epoch": epoch,

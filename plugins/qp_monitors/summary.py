@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from qpcore import Params, hookimpl
-from qpcore.monitoring import warn
+from qpcore.monitoring import json_safe, warn
 from qpcore.report import Section, join, table, tag
 
 FILE = "summary.json"
@@ -144,7 +144,8 @@ class Summary:
     def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
         self.last = self.build(run, results)
         path = run.run_dir / FILE
-        path.write_text(json.dumps(self.last, indent=2, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(json_safe(self.last), indent=2, default=str, allow_nan=False)
+        path.write_text(text + "\n", encoding="utf-8")
         if self.last["comparison"].get("slowdown"):
             warn(self.last["comparison"]["verdict"])
 

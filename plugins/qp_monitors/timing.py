@@ -41,14 +41,17 @@ class RunningStats:
         std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
         return {"count": self.n, "mean": self.mean, "std": std, "min": self.low, "max": self.high}
 
-    def state(self) -> list[float]:
-        return [self.n, self.mean, self.m2, self.low, self.high]
+    def state(self) -> list[float | None]:
+        """Plain JSON: an empty record's infinite bounds are stored as ``None``."""
+        bounds = [self.low, self.high] if self.n else [None, None]
+        return [self.n, self.mean, self.m2, *bounds]
 
     @classmethod
-    def of(cls, state: list[float]) -> RunningStats:
+    def of(cls, state: list[float | None]) -> RunningStats:
         stats = cls()
         stats.n, stats.mean, stats.m2 = int(state[0]), float(state[1]), float(state[2])
-        stats.low, stats.high = float(state[3]), float(state[4])
+        stats.low = math.inf if state[3] is None else float(state[3])
+        stats.high = -math.inf if state[4] is None else float(state[4])
         return stats
 
 
