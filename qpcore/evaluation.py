@@ -275,7 +275,14 @@ def _write_html(
     from qpcore import report as html_report
     from qpcore.config_io import dump_yaml
 
-    pages = html_report.build_sections(
+    facts = [
+        ("checkpoint", str(checkpoint)),
+        ("data", str(report["data"])),
+        ("rows", str(report["metrics"]["rows"])),
+    ]
+    return html_report.write_evaluation_report(
+        folder,
+        facts,
         report,
         sections,
         history=html_report.read_history(checkpoint.parent / "metrics.jsonl"),
@@ -283,10 +290,3 @@ def _write_html(
         registry=registry,
         device=str(predictor.device),
     )
-    facts = [
-        ("checkpoint", str(checkpoint)),
-        ("data", str(report["data"])),
-        ("rows", str(report["metrics"]["rows"])),
-        ("generated", html_report.generated_at()),
-    ]
-    return html_report.write_report(folder, "Evaluation report", facts, pages)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import torch
 
 from qpcore.errors import QPError
+from qpcore.hookspecs import hookimpl
 
 Action = Literal["stop", "rollback"]
 
@@ -62,14 +63,18 @@ def monitor_states(monitors: Mapping[str, object]) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf floats as ``None``: standard JSON has neither."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """``value`` as standard JSON takes it: NaN/inf as the text ``"nan"``,
+    ``"inf"`` (a logged NaN loss stays visible, unlike ``null``), other
+    objects (paths ...) as their string."""
+    if type(value) is float:  # the common case first: batch metrics are floats
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def load_monitor_states(monitors: Mapping[str, object], text: str) -> None:
@@ -109,3 +114,19 @@ def warn(text: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(f"warning: {text}", file=sys.stderr)
+
+
+class ClosedWithRun:
+    """Base of monitors that hold something (a thread, a file, a progress bar):
+    :meth:`close` runs when the run ends, whether it finishes or raises."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @hookimpl
+    def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
+        self.close()
+
+    @hookimpl
+    def qp_on_exception(self, run: Any, error: BaseException) -> None:
+        self.close()

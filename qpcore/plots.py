@@ -115,41 +115,6 @@ def reliability(levels: np.ndarray, curves: Mapping[str, np.ndarray], rows: int)
     return to_png(fig)
 
 
-def training_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
-    """Loss, validation agreement and learning rate per epoch of a run's
-    ``metrics.jsonl``; series a run did not record are left out."""
-    epochs = [row.get("epoch") for row in history]
-
-    def series(key: str) -> list[float] | None:
-        values = [row.get(key) for row in history]
-        if all(v is None for v in values):
-            return None
-        return [np.nan if v is None else float(v) for v in values]
-
-    panels = [
-        ("loss", ["train_loss", "val_loss"], False),
-        ("agreement", ["val_pearson", "val_spearman", "train_pearson"], False),
-        ("MAE", ["train_mae", "val_mae"], False),
-        ("learning rate", ["lr"], True),
-    ]
-    drawn = [(t, [(k, s) for k in keys if (s := series(k))], log) for t, keys, log in panels]
-    drawn = [p for p in drawn if p[1]]
-    columns = min(len(drawn), 2) or 1
-    grid_rows = max(1, -(-len(drawn) // columns))
-    fig = Figure(figsize=(4.6 * columns, 3.3 * grid_rows))
-    for index, (title, lines, log) in enumerate(drawn):
-        ax = fig.add_subplot(grid_rows, columns, index + 1)
-        for key, values in lines:
-            ax.plot(epochs, values, label=key)
-        if log and all(v > 0 for _, values in lines for v in values if np.isfinite(v)):
-            ax.set_yscale("log")
-        ax.set(title=title, xlabel="epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return to_png(fig)
-
-
 #: One line of a panel: its label, x values and y values.
 Line = tuple[str, Sequence[float], Sequence[float]]
 
@@ -175,3 +140,25 @@ def panels(
             ax.legend(fontsize=8)
     fig.tight_layout()
     return to_png(fig)
+
+
+def training_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
+    """Loss, validation agreement, MAE and learning rate per epoch of a run's
+    ``metrics.jsonl``; series a run did not record are left out."""
+    epochs = [row.get("epoch") for row in history]
+
+    def lines(keys: Sequence[str]) -> list[Line]:
+        found = []
+        for key in keys:
+            values = [row.get(key) for row in history]
+            if any(v is not None for v in values):
+                found.append((key, epochs, [np.nan if v is None else float(v) for v in values]))
+        return found
+
+    charts = [
+        ("loss", "epoch", lines(["train_loss", "val_loss"])),
+        ("agreement", "epoch", lines(["val_pearson", "val_spearman", "train_pearson"])),
+        ("MAE", "epoch", lines(["train_mae", "val_mae"])),
+        ("learning rate", "epoch", lines(["lr"])),
+    ]
+    return panels([c for c in charts if c[2]], log=("learning rate",))

@@ -434,3 +434,29 @@ def write_report(
 
 def generated_at() -> str:
     return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def write_evaluation_report(
+    folder: Path,
+    facts: Sequence[tuple[str, str]],
+    report: Mapping[str, Any],
+    sections: Sequence[Section],
+    *,
+    history: Sequence[Mapping[str, Any]] | None,
+    config_yaml: str | None,
+    registry: Registry,
+    device: str,
+) -> Path:
+    """The evaluation report of ``qp evaluate`` and ``qp train``: the
+    evaluators' ``sections`` framed by :func:`build_sections`, with the time
+    it was made added to ``facts``."""
+    pages = build_sections(
+        report,
+        sections,
+        history=history,
+        config_yaml=config_yaml,
+        registry=registry,
+        device=device,
+    )
+    stamped = [*facts, ("generated", generated_at())]
+    return write_report(folder, "Evaluation report", stamped, pages)

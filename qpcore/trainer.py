@@ -362,13 +362,14 @@ class Trainer:
     def _epoch(self, epoch: int) -> bool:
         """Train and validate one epoch; returns whether to stop."""
         started = time.perf_counter()
-        self.batches_per_epoch = len(self._batches(epoch))
+        batches = self._batches(epoch)
+        self.batches_per_epoch = len(batches)
         self.hooks.hook.qp_on_epoch_start(run=self, epoch=epoch)
         if hasattr(self.loss, "set_epoch"):
             self.loss.set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
-        metrics.update(self._run_split("train", epoch))
+        metrics.update(self._run_split("train", epoch, batches))
         if self.control.action is not None:
             return self._act_on_request(epoch)
         if len(self.splits["val"]):
@@ -528,10 +529,12 @@ class Trainer:
         inputs = next(iter(self._inputs("train", [index], 0)))
         return inputs, rows.params[index], rows.labels[index].to(self.device)
 
-    def _run_split(self, split: str, epoch: int) -> dict[str, float | None]:
+    def _run_split(
+        self, split: str, epoch: int, batches: list[Tensor] | None = None
+    ) -> dict[str, float | None]:
         training = split == "train"
         rows = self.splits[split]
-        batches = self._batches(epoch, split)
+        batches = self._batches(epoch, split) if batches is None else batches
         self.model.train(training)
         self.loss.train(training)
         accumulate = self.cfg.trainer.accumulate
@@ -658,7 +661,14 @@ class Trainer:
         for monitor in self.monitors.values():
             if hasattr(monitor, "report"):
                 sections = [*sections, *monitor.report(self)]
-        pages = html_report.build_sections(
+        facts = [
+            ("run", str(self.run_dir)),
+            ("split", f"test, {report['metrics']['rows']} rows"),
+            ("best epoch", str(self.state.best_epoch)),
+        ]
+        written = html_report.write_evaluation_report(
+            self.run_dir / "eval",
+            facts,
             report,
             sections,
             history=self.state.history,
@@ -666,13 +676,6 @@ class Trainer:
             registry=self.registry,
             device=str(self.device),
         )
-        facts = [
-            ("run", str(self.run_dir)),
-            ("split", f"test, {report['metrics']['rows']} rows"),
-            ("best epoch", str(self.state.best_epoch)),
-            ("generated", html_report.generated_at()),
-        ]
-        written = html_report.write_report(self.run_dir / "eval", "Evaluation report", facts, pages)
         self._say(f"report: {written}")
 
     def predict_split(self, split: str) -> np.ndarray:

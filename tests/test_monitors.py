@@ -78,6 +78,14 @@ def monitored(manifest: Path, out: Path, monitors: list[Any], **sections: Any) -
     return run_config(manifest, out, monitors=monitors, **sections)
 
 
+def glitched(manifest: Path, out: Path, anomaly: dict[str, Any], glitch: dict[str, Any]) -> Trainer:
+    """A run watched by ``anomaly`` (its params) whose ``glitch`` loss misbehaves."""
+    cfg = monitored(
+        manifest, out, [{"name": "anomaly", **anomaly}], loss={"name": "glitch", **glitch}
+    )
+    return fit(cfg)
+
+
 # --- progress -------------------------------------------------------------
 
 
@@ -191,13 +199,12 @@ def anomalies(run: Path) -> list[dict[str, Any]]:
 def test_anomaly_warns_and_logs(
     tiny_manifest: Path, tmp_path: Path, glitch: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = monitored(
+    trainer = glitched(
         tiny_manifest,
         tmp_path,
-        [{"name": "anomaly", "action": "warn", "warmup_batches": 3}],
-        loss={"name": "glitch", "epoch": 3, "batch": 1, "kind": "explode"},
+        {"action": "warn", "warmup_batches": 3},
+        {"epoch": 3, "batch": 1, "kind": "explode"},
     )
-    trainer = fit(cfg)
     assert trainer.results["epochs"] == 3  # a warning changes nothing
     [record] = anomalies(trainer.run_dir)
     assert record["epoch"] == 3 and record["batch"] == 1 and record["action"] == "warn"
@@ -208,13 +215,12 @@ def test_anomaly_warns_and_logs(
 def test_anomaly_stop_leaves_a_diagnostic_and_a_checkpoint_that_resumes(
     tiny_manifest: Path, tmp_path: Path, glitch: None
 ) -> None:
-    cfg = monitored(
+    trainer = glitched(
         tiny_manifest,
         tmp_path,
-        [{"name": "anomaly", "action": "stop"}],
-        loss={"name": "glitch", "epoch": 2, "batch": 1, "fixed_by": str(tmp_path / "fixed")},
+        {"action": "stop"},
+        {"epoch": 2, "batch": 1, "fixed_by": str(tmp_path / "fixed")},
     )
-    trainer = fit(cfg)
     run = trainer.run_dir
     assert "non-finite loss" in trainer.results["stop_reason"]
     assert trainer.results["epochs"] == 1 and len(history(run)) == 1
@@ -232,13 +238,12 @@ def test_anomaly_stop_leaves_a_diagnostic_and_a_checkpoint_that_resumes(
 def test_anomaly_rollback_restores_and_lowers_the_lr(
     tiny_manifest: Path, tmp_path: Path, glitch: None
 ) -> None:
-    cfg = monitored(
+    trainer = glitched(
         tiny_manifest,
         tmp_path,
-        [{"name": "anomaly", "action": "rollback", "lr_factor": 0.25}],
-        loss={"name": "glitch", "epoch": 2, "batch": 2, "kind": "nan"},
+        {"action": "rollback", "lr_factor": 0.25},
+        {"epoch": 2, "batch": 2, "kind": "nan"},
     )
-    trainer = fit(cfg)
     rows = history(trainer.run_dir)
     assert [r["epoch"] for r in rows] == [1, 2, 3] and trainer.results["stop_reason"] is None
     assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.25)
@@ -250,13 +255,12 @@ def test_anomaly_rollback_restores_and_lowers_the_lr(
 def test_anomaly_rollback_gives_up_after_max_rollbacks(
     tiny_manifest: Path, tmp_path: Path, glitch: None
 ) -> None:
-    cfg = monitored(
+    trainer = glitched(
         tiny_manifest,
         tmp_path,
-        [{"name": "anomaly", "action": "rollback", "max_rollbacks": 2}],
-        loss={"name": "glitch", "epoch": 2, "batch": 0, "kind": "nan", "times": 10},
+        {"action": "rollback", "max_rollbacks": 2},
+        {"epoch": 2, "batch": 0, "kind": "nan", "times": 10},
     )
-    trainer = fit(cfg)
     assert [r["action"] for r in anomalies(trainer.run_dir)] == ["rollback", "rollback", "stop"]
     assert "after 2 rollbacks" in trainer.results["stop_reason"]
     assert trainer.results["epochs"] == 1
@@ -265,13 +269,9 @@ def test_anomaly_rollback_gives_up_after_max_rollbacks(
 def test_anomaly_before_any_checkpoint_stops_instead_of_rolling_back(
     tiny_manifest: Path, tmp_path: Path, glitch: None
 ) -> None:
-    cfg = monitored(
-        tiny_manifest,
-        tmp_path,
-        [{"name": "anomaly", "action": "rollback"}],
-        loss={"name": "glitch", "epoch": 1, "batch": 1, "kind": "nan"},
+    trainer = glitched(
+        tiny_manifest, tmp_path, {"action": "rollback"}, {"epoch": 1, "batch": 1, "kind": "nan"}
     )
-    trainer = fit(cfg)
     assert "no finished epoch to roll back to" in trainer.results["stop_reason"]
     assert not (trainer.run_dir / "last.pt").exists()
     # Recorded as the stop it became, with its diagnostic.
@@ -474,13 +474,12 @@ def test_anomaly_sees_a_non_finite_gradient_behind_a_finite_loss() -> None:
 def test_repeated_rollbacks_keep_lowering_the_lr(
     tiny_manifest: Path, tmp_path: Path, glitch: None
 ) -> None:
-    cfg = monitored(
+    trainer = glitched(
         tiny_manifest,
         tmp_path,
-        [{"name": "anomaly", "action": "rollback", "lr_factor": 0.5}],
-        loss={"name": "glitch", "epoch": 2, "batch": 0, "kind": "nan", "times": 2},
+        {"action": "rollback", "lr_factor": 0.5},
+        {"epoch": 2, "batch": 0, "kind": "nan", "times": 2},
     )
-    trainer = fit(cfg)
     rows = history(trainer.run_dir)
     assert [r["action"] for r in anomalies(trainer.run_dir)] == ["rollback", "rollback"]
     assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.25)  # x0.5, then x0.5 again

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from qpcore import Params, hookimpl
-from qpcore.monitoring import warn
+from qpcore.monitoring import json_safe, warn
 
 #: Diagnostic written when the monitor stops a run.
 DIAGNOSTIC = "anomaly.json"
@@ -109,14 +109,14 @@ class Anomaly:
             "epoch": epoch,
             "batch": batch,
             "anomaly": what,
-            "loss": _json_float(metrics["loss"]),
-            "grad_norm": _json_float(metrics.get("grad_norm")),
+            "loss": metrics["loss"],
+            "grad_norm": metrics.get("grad_norm"),
             "lr": metrics["lr"],
             "action": action,
         }
         run.run_dir.mkdir(parents=True, exist_ok=True)
         with open(run.run_dir / LOG, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         where = f"epoch {epoch}, batch {batch}"
         self._in_epoch += 1
         if action == "warn":
@@ -134,7 +134,8 @@ class Anomaly:
                 "(trainer.grad_clip)",
             }
             path = run.run_dir / DIAGNOSTIC
-            path.write_text(json.dumps(diagnostic, indent=2) + "\n", encoding="utf-8")
+            text = json.dumps(json_safe(diagnostic), indent=2, allow_nan=False)
+            path.write_text(text + "\n", encoding="utf-8")
             run.request_stop(f"{what} at {where} (diagnostic: {path})")
 
     @hookimpl
@@ -146,10 +147,3 @@ class Anomaly:
         if self._in_epoch > 1:
             warn(f"{self._in_epoch} anomalies in epoch {epoch}: see {run.run_dir / LOG}")
         self._in_epoch = 0
-
-
-def _json_float(value: float | None) -> float | str | None:
-    """JSON has no NaN: non-finite numbers are written as text."""
-    if value is None or math.isfinite(value):
-        return value
-    return str(value)

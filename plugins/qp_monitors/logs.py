@@ -6,7 +6,6 @@ import csv
 import gzip
 import io
 import json
-import math
 import os
 import shutil
 import time
@@ -18,19 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from qpcore import Params, hookimpl
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe values: NaN/inf as text, paths and other objects as strings."""
-    if type(value) is float:  # the common case first: batch metrics are floats
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+from qpcore.monitoring import json_safe
 
 
 class JsonlParams(Params):
@@ -58,7 +45,7 @@ class RotatingJsonl:
         return self.path.with_name(f"{self.path.name}.{index}.gz")
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(_plain(record), allow_nan=False) + "\n"
+        line = json.dumps(json_safe(record), allow_nan=False) + "\n"
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open

@@ -10,6 +10,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from qpcore import Params, hookimpl
+from qpcore.monitoring import ClosedWithRun
 
 
 class ProgressParams(Params):
@@ -21,7 +22,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-class Progress:
+class Progress(ClosedWithRun):
     """The seed's tqdm bar (running loss, MAE, LR) while an epoch trains, then a
     summary line. The bar is drawn only when stderr is a terminal, so logs and
     CI output get the lines alone; ``--quiet`` silences both."""
@@ -33,7 +34,7 @@ class Progress:
 
     @hookimpl
     def qp_on_epoch_start(self, run: Any, epoch: int) -> None:
-        self._close()  # an epoch cut short by a rollback had no epoch_end
+        self.close()  # an epoch cut short by a rollback had no epoch_end
         self._sums = [0.0, 0.0, 0]
         if self.params.bar and not run.quiet and sys.stderr.isatty():
             self._bar = tqdm(
@@ -65,7 +66,7 @@ class Progress:
 
     @hookimpl
     def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Mapping[str, Any]) -> None:
-        self._close()
+        self.close()
         if run.quiet:
             return
         print(
@@ -76,15 +77,7 @@ class Progress:
             flush=True,
         )
 
-    @hookimpl
-    def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
-        self._close()
-
-    @hookimpl
-    def qp_on_exception(self, run: Any, error: BaseException) -> None:
-        self._close()
-
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -144,7 +144,7 @@ class Summary:
     def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
         self.last = self.build(run, results)
         path = run.run_dir / FILE
-        text = json.dumps(json_safe(self.last), indent=2, default=str, allow_nan=False)
+        text = json.dumps(json_safe(self.last), indent=2, allow_nan=False)
         path.write_text(text + "\n", encoding="utf-8")
         if self.last["comparison"].get("slowdown"):
             warn(self.last["comparison"]["verdict"])

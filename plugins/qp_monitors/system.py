@@ -12,7 +12,7 @@ import psutil
 from pydantic import Field
 
 from qpcore import Params, hookimpl
-from qpcore.monitoring import warn
+from qpcore.monitoring import ClosedWithRun, warn
 
 #: What each sample holds, in order.
 FIELDS = ("cpu_process", "cpu_system", "rss_mb", "memory_percent", "threads")
@@ -28,7 +28,7 @@ class SystemParams(Params):
     keep: int = Field(2000, ge=10, le=1_000_000, description="Samples kept for plots.")
 
 
-class System:
+class System(ClosedWithRun):
     """Samples this process's CPU % (100 = one core), its resident memory and
     thread count, and the system's CPU and memory %, every ``interval_s``
     seconds. The thread starts with the run and is stopped and joined when the
@@ -112,12 +112,12 @@ class System:
                 continue
 
     def start(self) -> None:
-        self.stop()
+        self.close()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="qp-system-monitor", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=max(5.0, 2 * self.params.interval_s))
@@ -126,11 +126,3 @@ class System:
     @hookimpl
     def qp_on_fit_start(self, run: Any) -> None:
         self.start()
-
-    @hookimpl
-    def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
-        self.stop()
-
-    @hookimpl
-    def qp_on_exception(self, run: Any, error: BaseException) -> None:
-        self.stop()

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from qpcore import Params, hookimpl
 from qpcore.errors import QPError
+from qpcore.monitoring import ClosedWithRun
 
 
 class TensorboardParams(Params):
@@ -18,7 +19,7 @@ class TensorboardParams(Params):
     )
 
 
-class Tensorboard:
+class Tensorboard(ClosedWithRun):
     """Every numeric epoch metric under ``epoch/<name>``, and the batch loss
     and LR under ``batch/`` every ``every_batches`` batches, by global step."""
 
@@ -64,15 +65,7 @@ class Tensorboard:
                 self.writer.add_scalar(f"epoch/{name}", value, epoch)
         self.writer.flush()
 
-    @hookimpl
-    def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
-        self._close()
-
-    @hookimpl
-    def qp_on_exception(self, run: Any, error: BaseException) -> None:
-        self._close()
-
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
