@@ -27,10 +27,23 @@ class Backbone(nn.Module):
         num_features: Width of the feature vector ``forward`` returns.
         feature_names: One name per feature when they mean something (hand-made
             statistics), for reports; empty for learned features.
+        conditioned_features: Width of :meth:`condition`'s output; 0 for a backbone
+            whose features go to the head as they are.
     """
 
     num_features: int
     feature_names: tuple[str, ...] = ()
+    conditioned_features: int = 0
+
+    def condition(self, features: Tensor, params: Tensor) -> Tensor:
+        """Per-row features of this image under the row's vtracer setting.
+
+        A backbone whose per-image features describe every setting at once (a
+        response surface) reads them off here at each row's encoded ``params``, so
+        the head sees what this setting does instead of the whole surface. Must be
+        plain tensor ops: it runs in the cached path, in prediction and in exports.
+        """
+        raise NotImplementedError
 
     def preprocess(self, pixels: np.ndarray) -> Tensor:
         """One ``H x W x 3`` uint8 RGB image to this backbone's input tensor."""

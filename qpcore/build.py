@@ -37,7 +37,12 @@ def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
     names = ["model.backbone", *(f"model.features.{i}" for i in range(len(cfg.model.features)))]
     backbones = [build_backbone(ref, registry, at) for ref, at in zip(refs, names, strict=True)]
     head = cfg.model.head
-    return QualityModel(backbones, head.hidden, head.dropout, head.batch_norm, head.params_input)
+    try:
+        return QualityModel(
+            backbones, head.hidden, head.dropout, head.batch_norm, head.params_input
+        )
+    except ValueError as exc:
+        raise QPError(f"model: {exc}") from exc
 
 
 def build_loss(cfg: RunConfig, registry: Registry) -> nn.Module:

@@ -12,15 +12,27 @@ from typing import Any
 import click
 
 from qpcore.cli_options import DATA_OPTION, SET_OPTION
-from qpcore.config_io import load_run_config
+from qpcore.config_io import load_run_config, packaged_configs
 from qpcore.data.protocol import UnreadableImage
 from qpcore.errors import QPError
 from qpcore.predictor import load_predictor, to_params, to_pixels
 from qpcore.registry import default_registry
 from qpcore.trainer import Trainer, new_run_dir
 
+PACKAGED = ", ".join(packaged_configs())
 
-@click.command()
+
+@click.command(
+    help=f"""Train a model on FILE's run config (default: the packaged default run).
+
+    FILE is a YAML or JSON file, or the name of a packaged config ({PACKAGED};
+    `qp config show NAME` prints one).
+
+    Writes a run folder with metrics.jsonl, results.json, config.yaml and the
+    checkpoints last.pt, best.pt and epoch-N.pt; prints the best weights'
+    validation Pearson, Spearman and MAE and the folder's path.
+    """
+)
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @SET_OPTION
 @click.option(
@@ -30,12 +42,6 @@ from qpcore.trainer import Trainer, new_run_dir
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train(file: Path | None, overrides: tuple[str, ...], resume: Path | None, quiet: bool) -> None:
-    """Train a model on FILE's run config (default: the packaged default run).
-
-    Writes a run folder with metrics.jsonl, results.json, config.yaml and the
-    checkpoints last.pt, best.pt and epoch-N.pt; prints the best weights'
-    validation Pearson, Spearman and MAE and the folder's path.
-    """
     registry = default_registry()
     if resume is not None:
         if file is not None or overrides:
@@ -267,6 +273,8 @@ def _md(text: str) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No per-epoch lines.")
 def cv_command(file: Path | None, folds: int, overrides: tuple[str, ...], quiet: bool) -> None:
     """Cross-validate FILE's run config (default: the packaged run) over K folds.
+
+    FILE is a config file or a packaged config's name (see `qp train --help`).
 
     Folds are group-aware and stratified by band. Prints each fold's test
     Pearson, Spearman and MAE, then their mean with a 95 % t-interval; writes

@@ -19,12 +19,41 @@ from qpcore.errors import ConfigError, ConfigFileError, ConfigIssue
 from qpcore.registry import Registry, default_registry
 from qpcore.validate import resolve_config
 
-DEFAULT_CONFIG = "run.yaml"
+#: The packaged config ``qp train`` uses when given none.
+DEFAULT_CONFIG = "default"
 
 
-def default_config_text() -> str:
-    """The packaged config ``qp train`` uses when given none."""
-    return resources.files("qpcore.defaults").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+def packaged_configs() -> list[str]:
+    """Names of the packaged configs (``qp train NAME``), the default first."""
+    names = sorted(
+        entry.name.removesuffix(".yaml")
+        for entry in resources.files("qpcore.defaults").iterdir()
+        if entry.name.endswith(".yaml")
+    )
+    return sorted(names, key=lambda name: name != DEFAULT_CONFIG)
+
+
+def default_config_text(name: str = DEFAULT_CONFIG) -> str:
+    """The text of a packaged config."""
+    if name not in packaged_configs():
+        known = ", ".join(packaged_configs())
+        raise ConfigFileError(f"no packaged config named {name!r}; packaged: {known}")
+    return resources.files("qpcore.defaults").joinpath(f"{name}.yaml").read_text("utf-8")
+
+
+def packaged_name(path: str | Path | None) -> str | None:
+    """The packaged config ``path`` names, if it names one and no such file exists.
+
+    A file always wins, so a config called ``random`` in the working folder is read
+    as before; a bare word that is neither a file nor a packaged name is left to
+    the file reader, whose error then lists the packaged names.
+    """
+    if path is None:
+        return DEFAULT_CONFIG
+    text = str(path)
+    if Path(text).exists() or text not in packaged_configs():
+        return None
+    return text
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -95,7 +124,10 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[Path_, int]
     """Read and parse a YAML or JSON config file."""
     path = Path(path)
     if not path.exists():
-        raise ConfigFileError(f"{path}: no such config file")
+        hint = ""
+        if not path.suffix and len(path.parts) == 1:  # a bare word: maybe a mistyped name
+            hint = f" (nor a packaged config name: {', '.join(packaged_configs())})"
+        raise ConfigFileError(f"{path}: no such config file{hint}")
     if path.is_dir():
         raise ConfigFileError(f"{path}: is a folder, not a config file")
     try:
@@ -178,10 +210,12 @@ def load_run_config(
         ConfigError: Every structural and parameter problem, with paths and lines.
         PluginError: A broken plugin or a name provided twice.
     """
-    if path is None:
-        source = f"packaged default ({DEFAULT_CONFIG})"
-        data, lines = parse_config_text(default_config_text(), source)
+    name = packaged_name(path)
+    if name is not None:
+        source = f"packaged config {name} ({name}.yaml)"
+        data, lines = parse_config_text(default_config_text(name), source)
     else:
+        assert path is not None
         source = str(path)
         data, lines = read_config_file(path)
     overridden = apply_overrides(data, overrides)

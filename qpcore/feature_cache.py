@@ -5,7 +5,8 @@ them (the seed's design) spends nearly all of training in the backbone. Features
 are computed once per (images, backbone) and stored under the cache root, keyed
 by the images' bytes and the backbone's :meth:`~qpcore.backbone.Backbone.identity`
 (its knobs, preprocessing, code version and weights): a changed image or a
-changed backbone is a new key, never a stale hit.
+changed backbone is a new key, never a stale hit. A new set of images takes the
+rows it shares with sets stored before, so each image is computed once.
 """
 
 from __future__ import annotations
@@ -153,12 +154,52 @@ def cached_features(
             table = None
     hit = table is not None
     if table is None:
-        sources = [first[d] for d in digests]
-        table = compute_features(
-            backbone, sources, batch_size, num_workers, device, desc=name, progress=progress
-        )
+        table = np.zeros((len(digests), backbone.num_features), np.float32)
+        known = _stored_rows(folder, row, table)
+        todo = [d for d in digests if d not in known]
+        if todo:
+            table[[row[d] for d in todo]] = compute_features(
+                backbone,
+                [first[d] for d in todo],
+                batch_size,
+                num_workers,
+                device,
+                desc=name,
+                progress=progress,
+            )
+        hit = not todo
         _save_atomic(file, table)
+        _save_text_atomic(file.with_suffix(".digests"), "\n".join(digests) + "\n")
     return table[[row[digest_of[Path(p)]] for p in paths]], hit
+
+
+def _stored_rows(folder: Path, row: dict[str, int], table: np.ndarray) -> set[str]:
+    """Fill ``table`` with rows other stored sets hold; return the digests found.
+
+    Why: held-out folds, a corpus plus its subsets, a training set plus the images
+    an evaluation adds all overlap; each image is then computed once, not once per
+    set. Each stored set lists its digests in a ``.digests`` file beside its table.
+    """
+    found: set[str] = set()
+    if not folder.is_dir():
+        return found
+    for listing in sorted(folder.glob("*.digests")):
+        if len(found) == len(row):
+            break
+        try:
+            stored = listing.read_text(encoding="ascii").split()
+            wanted = [(i, d) for i, d in enumerate(stored) if d in row and d not in found]
+            if not wanted:
+                continue
+            rows = np.load(listing.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
+            if rows.shape != (len(stored), table.shape[1]):
+                continue
+            for i, digest in wanted:
+                table[row[digest]] = rows[i]
+                found.add(digest)
+        except (OSError, ValueError):
+            continue  # a damaged entry is recomputed, not trusted
+    return found
 
 
 def model_features(
@@ -183,6 +224,17 @@ def model_features(
         tables.append(table)
         hits.append(hit)
     return torch.from_numpy(np.concatenate(tables, axis=1)), all(hits)
+
+
+def _save_text_atomic(file: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _save_atomic(file: Path, array: np.ndarray) -> None:

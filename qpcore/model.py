@@ -71,9 +71,33 @@ class QualityModel(nn.Module):
         self.num_features = sum(b.num_features for b in backbones)
         self.params_input = params_input
         self.params_dim = len(ENCODED_PARAM_NAMES) if params_input else 0
+        # A conditioning backbone's surface is read off per row, not fed as it is.
+        self.conditioning: list[tuple[int, int, int]] = []
+        plain: list[int] = []
+        start = 0
+        for index, backbone in enumerate(backbones):
+            end = start + backbone.num_features
+            if backbone.conditioned_features:
+                if not params_input:
+                    raise ValueError(
+                        f"backbone {index} is read off at each row's setting: "
+                        "it needs model.head.params_input: true"
+                    )
+                self.conditioning.append((index, start, end))
+            else:
+                plain.extend(range(start, end))
+            start = end
+        self.conditioned_dim = sum(
+            backbones[i].conditioned_features for i, _, _ in self.conditioning
+        )
+        self.register_buffer("plain_index", torch.tensor(plain, dtype=torch.long), persistent=False)
         self.register_buffer("feature_mean", torch.zeros(self.num_features))
         self.register_buffer("feature_std", torch.ones(self.num_features))
-        self.head = Head(self.num_features + self.params_dim, hidden, dropout, batch_norm)
+        if self.conditioned_dim:
+            self.register_buffer("conditioned_mean", torch.zeros(self.conditioned_dim))
+            self.register_buffer("conditioned_std", torch.ones(self.conditioned_dim))
+        width = len(plain) + self.conditioned_dim + self.params_dim
+        self.head = Head(width, hidden, dropout, batch_norm)
 
     @property
     def backbones_trainable(self) -> bool:
@@ -88,16 +112,30 @@ class QualityModel(nn.Module):
         outs = [b(x).flatten(1).float() for b, x in zip(self.backbones, inputs, strict=True)]
         return torch.cat(outs, dim=1)
 
-    def set_feature_stats(self, features: Tensor) -> None:
+    def set_feature_stats(self, features: Tensor, params: Tensor | None = None) -> None:
         """Standardise by the mean and spread of these (training) features.
 
         A constant feature gets spread 1, so it maps to 0 instead of dividing by 0.
+        A conditioning backbone's per-row outputs are standardised too, by their
+        values at the training rows' own ``params``.
         """
-        mean = features.mean(0)
-        std = features.std(0, unbiased=False)
-        std = torch.where(std > 1e-6 * (1 + mean.abs()), std, torch.ones_like(std))
+        mean, std = _mean_std(features)
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std)
+        if self.conditioned_dim:
+            if params is None:
+                raise ValueError("conditioned features are standardised at the rows' params")
+            mean, std = _mean_std(self._conditioned(features, params))
+            self.conditioned_mean.copy_(mean)
+            self.conditioned_std.copy_(std)
+
+    def _conditioned(self, features: Tensor, params: Tensor) -> Tensor:
+        params = params.to(features.dtype)
+        outs = [
+            self.backbones[index].condition(features[:, start:end], params)
+            for index, start, end in self.conditioning
+        ]
+        return torch.cat(outs, dim=1)
 
     def predict_features(self, features: Tensor, params: Tensor | None = None) -> Tensor:
         """Predictions ``[B]`` from precomputed features (the cached path)."""
@@ -105,8 +143,18 @@ class QualityModel(nn.Module):
         if self.params_input:
             if params is None:
                 raise ValueError("this model takes the vtracer params as a second input")
-            x = torch.cat([x, params.to(x.dtype)], dim=1)
+            parts = [x.index_select(1, self.plain_index)] if self.conditioning else [x]
+            if self.conditioned_dim:
+                conditioned = self._conditioned(features, params)
+                parts.append((conditioned - self.conditioned_mean) / self.conditioned_std)
+            x = torch.cat([*parts, params.to(x.dtype)], dim=1)
         return self.head(x)
 
     def forward(self, inputs: list[Tensor], params: Tensor | None = None) -> Tensor:
         return self.predict_features(self.features(inputs), params)
+
+
+def _mean_std(values: Tensor) -> tuple[Tensor, Tensor]:
+    mean = values.mean(0)
+    std = values.std(0, unbiased=False)
+    return mean, torch.where(std > 1e-6 * (1 + mean.abs()), std, torch.ones_like(std))

@@ -313,7 +313,7 @@ class Trainer:
             if stats_features is None and not self.model.backbones_trainable:
                 stats_features = self._plain_features(self.splits["train"])
         if stats_features is not None:
-            self.model.set_feature_stats(stats_features)
+            self.model.set_feature_stats(stats_features, self.splits["train"].params)
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)

@@ -117,6 +117,24 @@ def test_show_default_resolves_every_component() -> None:
     assert "  ssim_weight: 1.0\n" in out  # the combined loss, resolved with its defaults
 
 
+def test_packaged_configs_are_picked_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = invoke("train", "--help")
+    assert code == 0 and "packaged config (default, random;" in " ".join(out.split())
+    code, out, _ = invoke("config", "show", "random")
+    assert code == 0
+    assert "  backbone:\n    name: vectorizer_response\n" in out
+    assert "  params_input: true\n" in out and "  track: random\n" in out
+    # A file of that name still wins, as before packaged names existed.
+    monkeypatch.chdir(tmp_path)
+    Path("random").write_text("model: {backbone: image_stats}\ndata: synthetic\n")
+    code, out, _ = invoke("config", "show", "random")
+    assert code == 0 and "    name: image_stats\n" in out
+    code, _, err = invoke("config", "validate", "nonesuch")
+    assert code == 2 and "nor a packaged config name: default, random" in err
+
+
 def test_show_file_prints_resolved_yaml(tmp_path: Path, registry: object) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(GOOD)

@@ -159,6 +159,39 @@ def test_cached_features_equal_the_uncached_path(
     assert not hit and not np.array_equal(first, second)
 
 
+def test_overlapping_image_sets_compute_each_image_once(
+    tiny_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qpcore.feature_cache as feature_cache
+
+    registry = default_registry()
+    backbone = build_model(resolve_config(run_config(tiny_manifest, tmp_path), registry), registry)
+    backbone = backbone.backbones[1]
+    paths = [s.image for s in read_manifest(tiny_manifest).samples][:12]
+    root = tmp_path / "cache"
+    computed: list[int] = []
+    real = feature_cache.compute_features
+
+    def counting(backbone: Any, sources: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        computed.append(len(sources))
+        return real(backbone, sources, *args, **kwargs)
+
+    monkeypatch.setattr(feature_cache, "compute_features", counting)
+    first, _ = cached_features(backbone, paths[:8], root)
+    both, hit = cached_features(backbone, paths[4:], root)  # 4 shared, 4 new
+    assert computed == [8, 4] and not hit
+    np.testing.assert_array_equal(both[:4], first[4:])
+    subset, hit = cached_features(backbone, paths[2:6], root)  # all known: nothing computed
+    assert computed == [8, 4] and hit
+    np.testing.assert_array_equal(subset, first[2:6])
+    # A damaged stored table is recomputed, never read.
+    for table in root.rglob("*.npy"):
+        table.write_bytes(b"junk")
+    again, hit = cached_features(backbone, paths[1:3], root)
+    assert computed == [8, 4, 2] and not hit
+    np.testing.assert_allclose(again, first[1:3], rtol=1e-6)
+
+
 def test_resume_after_a_kill_ends_with_the_same_weights(
     tiny_manifest: Path, tmp_path: Path
 ) -> None:

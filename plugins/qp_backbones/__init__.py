@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from qpcore import BackboneSpec, Params, QPError, hookimpl
 from qpcore.backbone import Backbone, ComputedFeatures, file_sha256
+from qpcore.features import response
 from qpcore.features.stats import STATS_NAMES, image_stats
 from qpcore.features.vectorizer import feature_names as vectorizer_feature_names
 from qpcore.features.vectorizer import vectorizer_features
@@ -298,6 +299,33 @@ def build_vectorizer(params: VectorizerParams) -> ComputedFeatures:
     )
 
 
+class ResponseParams(Params):
+    size: int = Field(128, ge=16, le=1024, description="Working resolution in pixels.")
+
+
+class ResponseSurface(ComputedFeatures):
+    """The repaint's features on a grid of settings, read off at each row's own.
+
+    Per image it costs a re-enactment per distinct repaint of the grid; per extra
+    setting, a table look-up (see :mod:`qpcore.features.response`).
+    """
+
+    conditioned_features = len(response.CELL_FEATURES)
+
+    def condition(self, features: Tensor, params: Tensor) -> Tensor:
+        return response.interpolate(features, params)
+
+
+def build_response(params: ResponseParams) -> ResponseSurface:
+    grid = {"speckles": list(response.SPECKLES), "layers": list(response.LAYERS)}
+    return ResponseSurface(
+        "vectorizer_response",
+        partial(response.response_surface, size=params.size),
+        tuple(response.feature_names()),
+        {**params.model_dump(), **grid, "version": 1},
+    )
+
+
 CNN_SUMMARIES: dict[str, str] = {
     "resnet50": "The seed's ResNet-50 without its last layer: 2048 features at 224 px.",
     "resnet18": "ResNet-18 without its last layer: 512 features.",
@@ -329,5 +357,13 @@ def qp_register_backbones() -> list[BackboneSpec]:
             build_vectorizer,
             VectorizerParams,
             "Re-enacts vtracer's colour clustering and scores the repainted image.",
+        ),
+        BackboneSpec(
+            "vectorizer_response",
+            build_response,
+            ResponseParams,
+            "vtracer's clustering on a grid of settings, read off at each row's own "
+            "(random-track models).",
+            response.surface_size(),
         ),
     ]
