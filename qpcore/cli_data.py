@@ -7,13 +7,17 @@ Thin: builds jobs, runs them, prints a summary. The work is in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from qpcore.data.jobs import Job, label_jobs, synth_jobs
 from qpcore.data.labeler import ERRORS, MANIFEST, Summary, run_jobs
 from qpcore.data.protocol import MAX_PIXELS
+from qpcore.errors import QPError
+
+if TYPE_CHECKING:
+    from qpcore.data.corpus import Source
 
 TRACK = click.option(
     "--track",
@@ -192,3 +196,100 @@ def info(manifests: tuple[Path, ...], hist: Path | None) -> None:
     if hist is not None:
         histogram(series, hist, "Label distribution")
         click.echo(f"Wrote {hist}", err=True)
+
+
+@data.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Corpus folder: images/, provenance.csv, SOURCES.md, default/ and random/.",
+)
+@click.option(
+    "--per-source",
+    type=click.IntRange(min=1),
+    default=150,
+    show_default=True,
+    help="Originals per source (degraded copies come on top, ~30%).",
+)
+@click.option("--sources", "names", help="Comma-separated subset of the sources (see --list).")
+@SEED
+@WORKERS
+@click.option(
+    "--size",
+    type=click.IntRange(min=16, max=4096),
+    default=256,
+    show_default=True,
+    help="Canvas size in pixels.",
+)
+@QUIET
+@click.option("--list", "list_only", is_flag=True, help="Print the source table and exit.")
+def corpus(
+    out: Path | None,
+    per_source: int,
+    names: str | None,
+    seed: int,
+    workers: int,
+    size: int,
+    quiet: bool,
+    list_only: bool,
+) -> None:
+    """Build the real-image corpus: fetch pinned icon sets and photos, render, label.
+
+    Downloads go to the cache ($QP_CACHE_DIR/corpus) once; a later build is
+    offline. Writes OUT/default/manifest.csv (one default-track label per image)
+    and OUT/random/manifest.csv (two random-track labels per image). Re-running
+    the same command continues an interrupted build.
+    """
+    from qpcore.data.corpus import build_corpus, format_table, select, source_table
+
+    if list_only:
+        click.echo(_source_list(select(names)))
+        return
+    if out is None:
+        raise click.UsageError("Missing option '--out'.")
+    result = build_corpus(
+        out,
+        select(names),
+        per_source=per_source,
+        seed=seed,
+        size=size,
+        workers=workers,
+        progress=not quiet,
+        echo=lambda line: click.echo(line, err=True),
+    )
+    ctx = click.get_current_context()
+    if result.interrupted:
+        click.echo("Interrupted: run the same command again to continue.", err=True)
+        ctx.exit(130)
+    click.echo("\n" + format_table(source_table(out)), err=True)
+    click.echo(
+        f"\nManifests: {out / 'default' / MANIFEST} and {out / 'random' / MANIFEST}", err=True
+    )
+    labelled = sum(s.labelled_jobs + s.skipped for s in result.summaries.values())
+    if labelled == 0:
+        ctx.exit(2)
+
+
+def _source_list(sources: tuple[Source, ...]) -> str:
+    """The source table, with the icons each holds when its package is cached."""
+    from qpcore.data.corpus import fetch
+
+    cache = fetch.default_cache()
+    lines = [
+        "| source | package | version | licence | icons | style |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for s in sources:
+        count = "not fetched"
+        try:
+            if s.kind == "photos":
+                wheels = list((cache / "pypi").glob(f"{s.package.replace('-', '_')}-{s.version}-*"))
+                count = f"{len(s.members)} photos" if wheels else count
+            elif (cache / "npm" / fetch.tarball_name(s)).exists():
+                count = str(len(fetch.read_icon_set(fetch.npm_tarball(s, cache), s).visible))
+        except QPError as exc:
+            count = f"unusable: {str(exc).splitlines()[0][:60]}"
+        lines.append(
+            f"| {s.name} | {s.package} | {s.version} | {s.licence} | {count} | {s.style} |"
+        )
+    return "\n".join(lines)

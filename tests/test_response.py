@@ -137,3 +137,17 @@ def test_a_conditioned_model_trains_predicts_settings_and_round_trips(
     assert values.shape == (2,) and values[0] != values[1]
     one = predictor.predict([image], settings[1])
     assert one[0] == pytest.approx(values[1], abs=1e-6)
+
+
+def test_the_preview_converts_a_small_copy_for_real() -> None:
+    from qpcore.features.preview import preview_features
+
+    flat = dotted(20)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(flat + rng.normal(0, 25, flat.shape), 0, 255).astype(np.uint8)
+    clean, grainy = preview_features(flat, size=64), preview_features(noisy, size=64)
+    assert clean[0] > 0.97 and grainy[0] < clean[0] - 0.1  # as the full-size labels
+    assert label_pixels(flat).ssim > label_pixels(noisy).ssim + 0.1
+    assert grainy[1] > clean[1] and grainy[2] > clean[2]  # noise costs paths and bytes
+    big = cv2.resize(flat, (300, 300), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_allclose(preview_features(big, size=64)[0], clean[0], atol=0.05)

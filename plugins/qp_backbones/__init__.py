@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from qpcore import BackboneSpec, Params, QPError, hookimpl
 from qpcore.backbone import Backbone, ComputedFeatures, file_sha256
 from qpcore.features import response
+from qpcore.features.preview import PREVIEW_NAMES, preview_features
 from qpcore.features.stats import STATS_NAMES, image_stats
 from qpcore.features.vectorizer import feature_names as vectorizer_feature_names
 from qpcore.features.vectorizer import vectorizer_features
@@ -326,6 +327,19 @@ def build_response(params: ResponseParams) -> ResponseSurface:
     )
 
 
+class PreviewParams(Params):
+    size: int = Field(128, ge=16, le=1024, description="Longer side of the converted copy.")
+
+
+def build_preview(params: PreviewParams) -> ComputedFeatures:
+    return ComputedFeatures(
+        "vtracer_preview",
+        partial(preview_features, size=params.size),
+        PREVIEW_NAMES,
+        {**params.model_dump(), "version": 1},
+    )
+
+
 CNN_SUMMARIES: dict[str, str] = {
     "resnet50": "The seed's ResNet-50 without its last layer: 2048 features at 224 px.",
     "resnet18": "ResNet-18 without its last layer: 512 features.",
@@ -357,6 +371,13 @@ def qp_register_backbones() -> list[BackboneSpec]:
             build_vectorizer,
             VectorizerParams,
             "Re-enacts vtracer's colour clustering and scores the repainted image.",
+        ),
+        BackboneSpec(
+            "vtracer_preview",
+            build_preview,
+            PreviewParams,
+            "The real conversion (vtracer + resvg + SSIM) on a small copy of the image.",
+            len(PREVIEW_NAMES),
         ),
         BackboneSpec(
             "vectorizer_response",

@@ -1,10 +1,11 @@
-"""Procedural logo-like images for training: flat shapes, text, gradients, textures, noise.
+"""Procedural training images: flat icons and logos, outlined cartoon drawings, one-colour
+silhouettes and photograph-like natural images, with text, gradients, textures and noise.
 
 ``generate(seed, index)`` is the whole interface; ``SynthKnobs`` tunes the mix.
 """
 
 from qpcore.data.synth.generate import GENERATOR_VERSION, INGREDIENTS, SynthImage, generate
-from qpcore.data.synth.knobs import LAYOUTS, TEXTURE_KINDS, SynthKnobs
+from qpcore.data.synth.knobs import LAYOUTS, PHOTO_KINDS, TEXTURE_KINDS, SynthKnobs
 from qpcore.data.synth.text import FONTS
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "INGREDIENTS",
     "LAYOUTS",
+    "PHOTO_KINDS",
     "TEXTURE_KINDS",
     "SynthImage",
     "SynthKnobs",

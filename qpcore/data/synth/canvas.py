@@ -92,6 +92,16 @@ def shadow_layer(
     return layer
 
 
+def feather(canvas: Canvas, radius: float) -> None:
+    """Soften every alpha edge of ``canvas`` by a Gaussian of ``radius`` pixels.
+
+    Blurred premultiplied (Pillow's ``RGBa``): blurring colour and alpha apart would pull
+    the black of transparent pixels into the edges as a dark fringe.
+    """
+    soft = canvas.img.convert("RGBa").filter(ImageFilter.GaussianBlur(radius))
+    canvas.img = soft.convert("RGBA")
+
+
 def _ramp(t: Image.Image, stops: list[tuple[float, RGB]]) -> Image.Image:
     """Map a 0-255 ``L`` image through colour stops (position in [0, 1], colour)."""
     xs = [p * 255 for p, _ in stops]

@@ -36,6 +36,11 @@ _SLOTS = (
     "rescale",
     "noise",
     "jpeg",
+    "photo_kind",
+    "photo_full",
+    "soft_edges",
+    "aliased",
+    "glow",
 )
 
 
@@ -51,6 +56,8 @@ class Stream(IntEnum):
     TEXTURE = 5
     POST = 6
     BACKGROUND = 7
+    PHOTO = 8
+    EFFECTS = 9
 
 
 def stream(seed: int, index: int, which: Stream) -> np.random.Generator:
@@ -78,6 +85,11 @@ class Plan:
     rescale: bool
     noise: bool
     jpeg: bool
+    photo: str
+    photo_full: bool
+    soft_edges: bool
+    aliased: bool
+    glow: bool
 
 
 def _weighted(pairs: tuple[tuple[str, float], ...], u: float) -> str:
@@ -121,6 +133,11 @@ def draw_plan(knobs: SynthKnobs, rng: np.random.Generator) -> Plan:
         rescale=u["rescale"] < knobs.p_rescale,
         noise=u["noise"] < knobs.p_noise,
         jpeg=u["jpeg"] < knobs.p_jpeg,
+        photo=_weighted(knobs.photo_kinds, u["photo_kind"]),
+        photo_full=u["photo_full"] < knobs.p_photo_full,
+        soft_edges=u["soft_edges"] < knobs.p_soft_edges,
+        aliased=u["aliased"] < knobs.p_aliased,
+        glow=u["glow"] < knobs.p_glow,
     )
 
 
@@ -211,13 +228,21 @@ class Ctx:
     main_shape: Shape | None = None
     outline_color: RGB = (0, 0, 0)
     outline_width: float = 0.0
+    #: Set by layouts that honour the whole plan themselves, so ``finish`` adds nothing.
+    complete: bool = False
+    #: Set by layouts whose pixels must stay alone on white or transparency (one-colour
+    #: silhouettes): no coloured backdrop, shadow or glow is added around them.
+    bare: bool = False
     _gradients: int = 0
     _textured: bool = False
 
     def __post_init__(self) -> None:
         self.rng = stream(self.seed, self.index, Stream.GEOMETRY)
-        self.canvas = Canvas(self.size, self.knobs.supersample)
-        self.background = Canvas(self.size, self.knobs.supersample)
+        ss = 1 if self.plan.aliased else self.knobs.supersample
+        self.canvas = Canvas(self.size, ss)
+        self.background = Canvas(self.size, ss)
+        if self.plan.aliased:
+            self.features.add("aliased")
         rng, size = self.rng, self.size
         if self.plan.scale == "small":
             self.R = size * float(rng.uniform(*self.knobs.small_scale))
@@ -254,6 +279,10 @@ class Ctx:
     @cached_property
     def texture_rng(self) -> np.random.Generator:
         return stream(self.seed, self.index, Stream.TEXTURE)
+
+    @cached_property
+    def photo_rng(self) -> np.random.Generator:
+        return stream(self.seed, self.index, Stream.PHOTO)
 
     @property
     def full(self) -> bool:

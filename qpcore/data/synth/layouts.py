@@ -9,6 +9,7 @@ from dataclasses import replace
 from qpcore.data.synth.colors import WHITE, luminance, shade
 from qpcore.data.synth.context import Ctx, random_shape
 from qpcore.data.synth.flag import flag
+from qpcore.data.synth.illustration import outlined
 from qpcore.data.synth.marks import (
     BADGE_BASES,
     BODIES,
@@ -19,7 +20,9 @@ from qpcore.data.synth.marks import (
     pick,
     symbol,
 )
+from qpcore.data.synth.photo import photo
 from qpcore.data.synth.shapes import Shape
+from qpcore.data.synth.silhouette import silhouette
 
 
 def badge(ctx: Ctx) -> None:
@@ -228,46 +231,6 @@ def lineart(ctx: Ctx) -> None:
         ctx.features.add("details")
 
 
-def photo(ctx: Ctx) -> None:
-    """A photographic image, framed (thumbnail, avatar) or full-bleed, maybe with flat overlays."""
-    rng, pal, plan = ctx.rng, ctx.pal, ctx.plan
-    cx, cy, R = ctx.cx, ctx.cy, ctx.R
-    paint = ctx.texture_paint(plan.texture or "field", pal.colors[0])
-    if ctx.full:
-        ctx.background.paint_all(paint)
-        ctx.features.add("full-bleed")
-    else:
-        frame = random_shape(
-            rng, choose(rng, (("rounded-rect", 0.5), ("circle", 0.3), ("rect", 0.2))), cx, cy, R
-        )
-        ctx.shape(frame, paint)
-        ctx.main_shape = frame
-        if plan.strokes:
-            ctx.shape(
-                replace(frame, r=frame.r * 0.9), WHITE, width=max(2.6, R * 0.04), outline=False
-            )
-    overlay = rng.random()
-    if overlay < 0.3:
-        base = cy + 0.55 * R
-        ctx.polygon(
-            [(cx - 0.7 * R, base), (cx - 0.2 * R, cy - 0.15 * R), (cx + 0.3 * R, base)], WHITE
-        )
-        ctx.polygon(
-            [(cx, base), (cx + 0.35 * R, cy + 0.1 * R), (cx + 0.7 * R, base)],
-            shade(pal.colors[0], 0.6),
-        )
-        ctx.shape(
-            Shape("circle", cx + 0.4 * R, cy - 0.4 * R, 0.14 * R), (252, 209, 22), outline=False
-        )
-    elif overlay < 0.45:
-        ctx.shape(Shape("circle", cx, cy, 0.35 * R), (0, 0, 0), opacity=0.45, outline=False)
-        ctx.shape(
-            Shape("polygon", cx + 0.05 * R, cy, 0.2 * R, n=3, rot=math.pi / 2), WHITE, outline=False
-        )
-    if plan.text:
-        ctx.text(ctx.random_text(), cx, cy + 0.6 * R, 1.4 * R, 0.25 * R, WHITE, stroke=1)
-
-
 LAYOUT_FUNCS: dict[str, Callable[[Ctx], None]] = {
     "badge": badge,
     "emblem": emblem,
@@ -275,11 +238,15 @@ LAYOUT_FUNCS: dict[str, Callable[[Ctx], None]] = {
     "wordmark": wordmark,
     "lineart": lineart,
     "photo": photo,
+    "outlined": outlined,
+    "silhouette": silhouette,
 }
 
 
 def finish(ctx: Ctx) -> None:
     """Honour the plan's remaining requests the layout had no natural place for."""
+    if ctx.complete:
+        return
     rng, pal, plan, feats = ctx.rng, ctx.pal, ctx.plan, ctx.features
     cx, cy, R = ctx.cx, ctx.cy, ctx.R
     if plan.strokes and "stroke" not in feats:
