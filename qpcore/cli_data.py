@@ -46,6 +46,13 @@ OUT = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Dataset folder: manifest.csv, images/, errors.csv. Re-running continues it.",
 )
+SIZE = click.option(
+    "--size",
+    type=click.IntRange(min=16, max=4096),
+    default=256,
+    show_default=True,
+    help="Canvas size in pixels.",
+)
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 
 
@@ -143,13 +150,7 @@ def label(
 @SEED
 @TRACK
 @PER_IMAGE
-@click.option(
-    "--size",
-    type=click.IntRange(min=16, max=4096),
-    default=256,
-    show_default=True,
-    help="Canvas size in pixels.",
-)
+@SIZE
 @WORKERS
 @QUIET
 def synth(
@@ -214,13 +215,7 @@ def info(manifests: tuple[Path, ...], hist: Path | None) -> None:
 @click.option("--sources", "names", help="Comma-separated subset of the sources (see --list).")
 @SEED
 @WORKERS
-@click.option(
-    "--size",
-    type=click.IntRange(min=16, max=4096),
-    default=256,
-    show_default=True,
-    help="Canvas size in pixels.",
-)
+@SIZE
 @QUIET
 @click.option("--list", "list_only", is_flag=True, help="Print the source table and exit.")
 def corpus(

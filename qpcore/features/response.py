@@ -39,6 +39,7 @@ from qpcore.features.vectorizer import (
     _ssim,
     _Working,
     _working,
+    closest_neighbours,
 )
 
 #: What each cell of the surface holds.
@@ -84,11 +85,14 @@ def feature_names(
     return names + [f"{name}_bin_s{s:g}" for s in speckles for name in CELL_FEATURES]
 
 
-def hierarchy(work: _Working, precision: int) -> Hierarchy:
+def hierarchy(
+    work: _Working, precision: int, regions: tuple[np.ndarray, np.ndarray] | None = None
+) -> Hierarchy:
     """vtracer's merge order, in rounds: a region moves into its closest-coloured
     neighbour when it is no larger than that neighbour (the smaller index on a tie),
-    which is what processing clusters in ascending area does, many at once."""
-    labels, pairs = _regions(work.planes, 8 - precision)
+    which is what processing clusters in ascending area does, many at once.
+    ``regions``: the precision's stage-1 clusters, when already computed."""
+    labels, pairs = regions if regions is not None else _regions(work.planes, 8 - precision)
     n = int(labels.max()) + 1
     areas, sums = _region_sums(labels.ravel(), work.flat, n)
     first_areas, first_sums = areas, sums
@@ -100,15 +104,8 @@ def hierarchy(work: _Working, precision: int) -> Hierarchy:
         n = len(areas)
         if n <= 1 or len(pairs) == 0:
             break
-        means = sums / areas[:, None]
-        src, dst = pairs[:, 0], pairs[:, 1]
-        diff = np.abs(means[src] - means[dst]).sum(axis=1)
-        closest = np.full(n, np.inf)
-        np.minimum.at(closest, src, diff)
+        closest, target = closest_neighbours(areas, sums, pairs)
         own = np.arange(n)
-        target = own.copy()
-        best = diff == closest[src]
-        target[src[best]] = dst[best]
         bigger = areas[target]
         moves = (target != own) & ((areas < bigger) | ((areas == bigger) & (own < target)))
         if not moves.any():
@@ -175,8 +172,16 @@ def response_surface(
     """
     work = _working(pixels, size, cv2.INTER_NEAREST, True)
     out = np.zeros((len(PRECISIONS), len(speckles), len(layers), len(CELL_FEATURES)))
+    previous: np.ndarray | None = None
     for pi, precision in enumerate(PRECISIONS):
-        tree = hierarchy(work, precision)
+        regions = _regions(work.planes, 8 - precision)
+        if previous is not None and np.array_equal(regions[0], previous):
+            # The same clusters as one precision down (flat icons, high precisions):
+            # the same hierarchy, so the same slice of the surface.
+            out[pi] = out[pi - 1]
+            continue
+        previous = regions[0]
+        tree = hierarchy(work, precision, regions)
         # Cells with the same layers score the same: flat icons have few distinct ones.
         seen: dict[bytes, np.ndarray] = {}
         for si, speckle in enumerate(speckles):
