@@ -189,7 +189,12 @@ def test_an_interrupted_run_resumes_to_the_same_dataset(tmp_path: Path, how: int
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [QP, *args, "--out", str(out), "--workers", "1"], stderr=subprocess.PIPE, text=True
+        [QP, *args, "--out", str(out), "--workers", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background inherits an ignored SIGINT, which the
+        # child would keep (as a background job should): give it Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while _rows(out / "manifest.csv") < 20 and time.monotonic() < deadline:
