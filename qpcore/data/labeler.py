@@ -47,6 +47,27 @@ SETTINGS = ".qp-dataset.json"
 FSYNC_EVERY_S = 2.0
 
 
+def claim_folder(path: Path, settings: dict[str, Any], what: str) -> None:
+    """Record in ``path`` what makes the contents of its folder, or check it is the same.
+
+    A folder made with other settings is refused rather than mixed: continuing
+    it would give a dataset half of one thing and half of another.
+    """
+    folder = path.parent
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
+        if changed:
+            was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
+            raise QPError(
+                f"{folder} holds {what} made with other settings ({was}). "
+                "Use another --out, or the same settings to continue it."
+            )
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
 @dataclass
 class JobResult:
     """What a worker sends back: the rows of one image, or why it failed."""
@@ -134,21 +155,7 @@ class DatasetWriter:
         self._last_sync = time.monotonic()
 
     def _check_settings(self, settings: dict[str, Any]) -> None:
-        path = self.out / SETTINGS
-        settings = {"label_protocol": PROTOCOL, **settings}
-        if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            changed = sorted(
-                k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k)
-            )
-            if changed:
-                was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
-                raise QPError(
-                    f"{self.out} holds a dataset made with other settings ({was}). "
-                    "Use another --out, or the same settings to continue it."
-                )
-        else:
-            write_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        claim_folder(self.out / SETTINGS, {"label_protocol": PROTOCOL, **settings}, "a dataset")
 
     def recover(self, jobs: Sequence[Job]) -> set[str]:
         """Names of finished jobs; drops rows of unfinished ones and a torn last line."""
@@ -324,4 +331,4 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-__all__ = ["JobResult", "Summary", "run_job", "run_jobs"]
+__all__ = ["JobResult", "Summary", "claim_folder", "run_job", "run_jobs"]

@@ -10,7 +10,6 @@ it did not finish, and labelling is the labeller's own resumable run.
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import queue
@@ -34,10 +33,8 @@ from qpcore.data.corpus.stage import (
     write_provenance,
 )
 from qpcore.data.jobs import Job, params_for
-from qpcore.data.labeler import MANIFEST, Summary, run_jobs
-from qpcore.data.manifest import write_atomic
+from qpcore.data.labeler import MANIFEST, Summary, claim_folder, run_jobs
 from qpcore.data.protocol import PROTOCOL
-from qpcore.errors import QPError
 
 SETTINGS = ".qp-corpus.json"
 #: Bump when a change of code changes which images a build makes (picks, colours,
@@ -69,23 +66,6 @@ def corpus_settings(
         "size": size,
         "sources": [f"{s.name}={s.spec}" for s in sources],
     }
-
-
-def _check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse to mix two corpora in one folder (like the labeller's own check)."""
-    path = out / SETTINGS
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
-        if changed:
-            was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
-            raise QPError(
-                f"{out} holds a corpus built with other settings ({was}). "
-                "Use another --out, or the same options to continue it."
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def fetch_all(sources: Sequence[Source], cache: Path, npm: str = "npm") -> dict[str, Path]:
@@ -238,7 +218,7 @@ def build_corpus(
     cache = cache or fetch.default_cache()
     workers = workers or os.cpu_count() or 1
     settings = corpus_settings(sources, seed, per_source, size)
-    _check_settings(out, settings)
+    claim_folder(out / SETTINGS, settings, "a corpus")
     result = CorpusResult(staged=[])
 
     start = time.perf_counter()
