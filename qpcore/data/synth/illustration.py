@@ -17,7 +17,7 @@ from PIL import Image, ImageChops
 from qpcore.data.synth.canvas import Paint, radial_gradient
 from qpcore.data.synth.colors import RGB, WHITE, hsl, luminance, mix, shade
 from qpcore.data.synth.context import Ctx, random_shape
-from qpcore.data.synth.marks import PARTS, choose, pick
+from qpcore.data.synth.marks import PARTS, choose, pick, satellite
 from qpcore.data.synth.shapes import Shape
 
 #: Fill colours of emoji faces and of fruit, which icon palettes rarely produce.
@@ -259,14 +259,7 @@ def thing(ctx: Ctx, toon: Toon, cx: float, cy: float, R: float) -> Shape:
     body = random_shape(rng, choose(rng, _BODIES), cx, cy, R * float(rng.uniform(0.75, 0.92)))
     part(ctx, toon, body, c0)
     for _ in range(int(rng.integers(1, 4))):
-        angle, dist = float(rng.uniform(0, 2 * math.pi)), body.r * float(rng.uniform(0, 0.55))
-        piece = random_shape(
-            rng,
-            pick(rng, PARTS),
-            cx + dist * math.cos(angle),
-            cy + dist * math.sin(angle),
-            body.r * float(rng.uniform(0.15, 0.4)),
-        )
+        piece = satellite(rng, PARTS, cx, cy, body.r, (0, 0.55), (0.15, 0.4))
         part(ctx, toon, piece, pal.pick(rng, avoid=c0) if rng.random() < 0.7 else WHITE)
     return body
 

@@ -18,6 +18,7 @@ from qpcore.data.synth.marks import (
     choose,
     mark_at,
     pick,
+    satellite,
     symbol,
 )
 from qpcore.data.synth.photo import photo
@@ -109,14 +110,7 @@ def emblem(ctx: Ctx) -> None:
     ctx.shape(body, ctx.paint(c1, main=True))
     ctx.main_shape = body
     for _ in range(int(rng.integers(1, 5))):
-        angle, dist = float(rng.uniform(0, 2 * math.pi)), body.r * float(rng.uniform(0, 0.9))
-        part = random_shape(
-            rng,
-            pick(rng, PARTS),
-            cx + dist * math.cos(angle),
-            cy + dist * math.sin(angle),
-            body.r * float(rng.uniform(0.15, 0.55)),
-        )
+        part = satellite(rng, PARTS, cx, cy, body.r, (0, 0.9), (0.15, 0.55))
         color = pal.contrast(c1) if rng.random() < 0.25 else pal.pick(rng, avoid=c1)
         opacity = float(rng.uniform(0.45, 0.8)) if plan.semi and rng.random() < 0.6 else 1.0
         ctx.shape(part, ctx.paint(color), opacity=opacity)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from qpcore.data.synth.context import Ctx, random_shape
-from qpcore.data.synth.shapes import GLYPHS
+from qpcore.data.synth.shapes import GLYPHS, Shape
 
 Choices = tuple[tuple[str, float], ...]
 
@@ -110,3 +112,21 @@ def mark_at(
         symbol(ctx, cx, cy, r * 0.55, ctx.pal.contrast(color))
     else:
         symbol(ctx, cx, cy, r, color)
+
+
+def satellite(
+    rng: np.random.Generator,
+    kinds: tuple[str, ...],
+    cx: float,
+    cy: float,
+    scale: float,
+    reach: tuple[float, float],
+    size: tuple[float, float],
+) -> Shape:
+    """A random shape of ``kinds`` at a random angle around ``(cx, cy)``: a part on
+    a body, an add-on or a hole. ``reach`` and ``size`` are fractions of ``scale``
+    (distance from the centre, radius). Draws angle, distance, kind, radius."""
+    angle, dist = float(rng.uniform(0, 2 * math.pi)), scale * float(rng.uniform(*reach))
+    kind = pick(rng, kinds)
+    x, y = cx + dist * math.cos(angle), cy + dist * math.sin(angle)
+    return random_shape(rng, kind, x, y, scale * float(rng.uniform(*size)))

@@ -17,7 +17,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageOps
 
 from qpcore.data.synth.colors import RGB, shade
 from qpcore.data.synth.context import Ctx, random_shape
-from qpcore.data.synth.marks import PARTS, SYMBOLS, choose, pick
+from qpcore.data.synth.marks import PARTS, SYMBOLS, choose, pick, satellite
 from qpcore.data.synth.shapes import GLYPHS, Shape, stroke_polyline
 from qpcore.data.synth.text import FONTS, fit_px, text_mask
 
@@ -112,28 +112,14 @@ def _emblem(ctx: Ctx, design: Design) -> None:
     design.shape(base)
     ctx.features.add(base.feature)
     for _ in range(int(rng.integers(0, 5))):
-        a, d = float(rng.uniform(0, 2 * math.pi)), r * float(rng.uniform(0.5, 1.1))
-        addon = random_shape(
-            rng,
-            pick(rng, PARTS),
-            c + d * math.cos(a),
-            c + d * math.sin(a),
-            r * float(rng.uniform(0.15, 0.5)),
-        )
+        addon = satellite(rng, PARTS, c, c, r, (0.5, 1.1), (0.15, 0.5))
         design.shape(addon)
         ctx.features.add(addon.feature)
     if rng.random() < 0.4:
         design.mirror()
     if rng.random() < 0.6:
         for _ in range(int(rng.integers(1, 4))):
-            a, d = float(rng.uniform(0, 2 * math.pi)), r * float(rng.uniform(0, 0.45))
-            hole = random_shape(
-                rng,
-                pick(rng, _HOLES),
-                c + d * math.cos(a),
-                c + d * math.sin(a),
-                r * float(rng.uniform(0.08, 0.3)),
-            )
+            hole = satellite(rng, _HOLES, c, c, r, (0, 0.45), (0.08, 0.3))
             design.shape(hole, ink=0)
         ctx.features.add("holes")
     if plan.thin or rng.random() < 0.35:
