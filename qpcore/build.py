@@ -23,7 +23,7 @@ from qpcore.registry import Registry
 def build_backbone(ref: ComponentRef, registry: Registry, at: str) -> Backbone:
     """One backbone by name; refuses a plugin that returns something else."""
     spec = registry.get("backbone", ref.name, at=at)
-    backbone = spec.factory(ref.params)
+    backbone = spec.build(ref.params)
     if not isinstance(backbone, Backbone):
         raise QPError(
             f"backbone {ref.name!r} returned {type(backbone).__name__}, "
@@ -47,7 +47,7 @@ def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
 
 def build_loss(cfg: RunConfig, registry: Registry) -> nn.Module:
     spec = registry.get("loss", cfg.loss.name, at="loss")
-    loss = spec.factory(cfg.loss.params)
+    loss = spec.build(cfg.loss.params)
     if not isinstance(loss, nn.Module):
         raise QPError(f"loss {cfg.loss.name!r} returned {type(loss).__name__}, not an nn.Module")
     return loss
@@ -63,7 +63,7 @@ def build_optimizer(
     if loss_params:
         groups.append({"params": loss_params, "weight_decay": 0.0})
     spec = registry.get("optimizer", cfg.optimizer.name, at="optimizer")
-    return cast(torch.optim.Optimizer, spec.factory(groups, cfg.optimizer.params))
+    return cast(torch.optim.Optimizer, spec.build(groups, cfg.optimizer.params))
 
 
 def versions() -> dict[str, str]:

@@ -8,9 +8,10 @@ state) travels as one JSON string and is validated on load.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qpcore.errors import QPError
+from qpcore.fileio import write_atomic
 
 FORMAT = "qpcore-checkpoint"
 FORMAT_VERSION = 1
@@ -65,21 +67,20 @@ def save_checkpoint(
     }
     if training is not None:
         payload["training"] = training
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Serialised in memory first: torch reports a failed file write as an opaque
+    # container error, a plain write gives the real reason (a full disk).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getbuffer().tobytes(), "the checkpoint")
 
 
-def load_checkpoint(path: str | Path) -> tuple[CheckpointMeta, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, require_finite: bool = True
+) -> tuple[CheckpointMeta, dict[str, Any]]:
     """Read and check a checkpoint; returns its meta and the raw payload.
+
+    ``require_finite`` refuses weights holding NaN or infinity (a resume may
+    still read such a file: its training state says what went wrong).
 
     Raises:
         CheckpointError: Missing, truncated, not ours, or from a newer format.
@@ -87,12 +88,25 @@ def load_checkpoint(path: str | Path) -> tuple[CheckpointMeta, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{path}: refused as unsafe: it holds Python objects{what} beyond plain "
+            "tensors, and loading those could run code. qpcore reads checkpoints as "
+            "plain data only and never runs them; use a checkpoint written by qp train"
+        ) from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: refused: nested too deeply to be a checkpoint") from None
     except Exception as exc:
+        first = next(iter(str(exc).splitlines()), "")[:200]
         raise CheckpointError(
             f"{path}: not a readable qpcore checkpoint (truncated, or not a torch file "
-            f"of plain tensors): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            f"of plain tensors): {type(exc).__name__}{': ' + first if first else ''}"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a qpcore checkpoint (no '{FORMAT}' marker)")
@@ -106,6 +120,22 @@ def load_checkpoint(path: str | Path) -> tuple[CheckpointMeta, dict[str, Any]]:
         raise CheckpointError(f"{path}: checkpoint has no model weights")
     try:
         meta = CheckpointMeta.model_validate(json.loads(payload["meta"]))
+    except RecursionError:
+        raise CheckpointError(f"{path}: damaged checkpoint metadata: nested too deeply") from None
     except (TypeError, ValueError, ValidationError) as exc:
         raise CheckpointError(f"{path}: damaged checkpoint metadata: {exc}") from exc
+    if require_finite:
+        bad = [
+            name
+            for name, value in payload["model"].items()
+            if isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            raise CheckpointError(
+                f"{path}: refused: its weights hold NaN or infinity ({', '.join(bad[:3])}"
+                f"{' ...' if len(bad) > 3 else ''}), so every prediction would be NaN; "
+                "the run that wrote it diverged. Use an earlier checkpoint (best.pt)"
+            )
     return meta, payload

@@ -156,9 +156,6 @@ def plugins(ctx: click.Context, kind: str | None, as_json: bool) -> None:
         click.echo(_table(rows, columns))
     else:
         click.echo(f"No {kind or ''} components installed.".replace("  ", " "))
-    for name in registry.manager.unmatched_disabled():
-        message = f"Warning: QP_DISABLE_PLUGINS names {name!r}, which matches no plugin."
-        click.echo(message, err=True)
     problems = registry.problems()
     if problems:
         click.echo("\n".join(problems), err=True)

@@ -38,7 +38,15 @@ WORKERS = click.option(
     "--workers",
     type=click.IntRange(min=0),
     default=0,
-    help="Processes; 0 (default) uses one per core, 1 works in this process.",
+    help="Worker processes; 0 (default) uses one per core.",
+)
+TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds per image before its worker is stopped and the image recorded as "
+    "timed out in errors.csv; 0: no limit (and --workers 1 runs in this process). "
+    "Default: 30 s plus 10 s per megapixel and label.",
 )
 OUT = click.option(
     "--out",
@@ -75,12 +83,20 @@ def _check_track(track: str, per_image: int) -> None:
 
 
 def _run(
-    jobs: list[Job], out: Path, settings: dict[str, Any], workers: int, max_pixels: int, quiet: bool
+    jobs: list[Job],
+    out: Path,
+    settings: dict[str, Any],
+    workers: int,
+    max_pixels: int,
+    quiet: bool,
+    timeout: float | None,
 ) -> None:
     ctx = click.get_current_context()
     if not jobs:
         raise click.UsageError("nothing to label: no input images")
-    summary = run_jobs(jobs, out, settings, workers, max_pixels, progress=not quiet)
+    summary = run_jobs(
+        jobs, out, settings, workers, max_pixels, progress=not quiet, timeout=timeout
+    )
     click.echo(_describe(summary, out), err=True)
     if summary.interrupted:
         ctx.exit(130)
@@ -97,6 +113,11 @@ def _describe(s: Summary, out: Path) -> str:
         + (f"; {s.skipped} already done" if s.skipped else "")
         + (f"; {s.errors} failed (see {out / ERRORS})" if s.errors else "")
     ]
+    if s.dropped:
+        lines.append(
+            f"Dropped {s.dropped} rows of {out / MANIFEST} that this command would not write "
+            "(foreign, duplicated or changed rows)"
+        )
     if s.rows:
         parts = ", ".join(f"{k} {v / s.rows * 1000:.1f} ms" for k, v in s.timings.items())
         lines.append(f"Time per label: {parts}")
@@ -121,6 +142,7 @@ def _describe(s: Summary, out: Path) -> str:
     show_default=True,
     help="Larger images are rejected (decompression bombs).",
 )
+@TIMEOUT
 @QUIET
 def label(
     inputs: tuple[str, ...],
@@ -130,6 +152,7 @@ def label(
     seed: int,
     workers: int,
     max_pixels: int,
+    timeout: float | None,
     quiet: bool,
 ) -> None:
     """Label images: INPUT... are files, folders (searched recursively) or globs.
@@ -141,7 +164,7 @@ def label(
     _check_track(track, per_image)
     jobs = label_jobs(inputs, track, per_image, seed)  # type: ignore[arg-type]
     settings = {"kind": "label", "track": track, "per_image": per_image, "seed": seed}
-    _run(jobs, out, settings, workers, max_pixels, quiet)
+    _run(jobs, out, settings, workers, max_pixels, quiet, timeout)
 
 
 @data.command()
@@ -152,6 +175,7 @@ def label(
 @PER_IMAGE
 @SIZE
 @WORKERS
+@TIMEOUT
 @QUIET
 def synth(
     out: Path,
@@ -161,6 +185,7 @@ def synth(
     per_image: int,
     size: int,
     workers: int,
+    timeout: float | None,
     quiet: bool,
 ) -> None:
     """Generate COUNT logo-like images and label them.
@@ -171,7 +196,7 @@ def synth(
     _check_track(track, per_image)
     jobs = synth_jobs(count, track, per_image, seed, size)  # type: ignore[arg-type]
     settings = {"kind": "synth", "track": track, "per_image": per_image, "seed": seed, "size": size}
-    _run(jobs, out, settings, workers, MAX_PIXELS, quiet)
+    _run(jobs, out, settings, workers, MAX_PIXELS, quiet, timeout)
 
 
 @data.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,14 @@ def train(file: Path | None, overrides: tuple[str, ...], resume: Path | None, qu
     else:
         cfg = load_run_config(file, overrides, registry)
         run_dir = new_run_dir(cfg.output.dir, cfg.output.name)
-        if (run_dir / "last.pt").exists():
-            raise QPError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
-                "or pick another output.name"
-            )
         trainer = Trainer(cfg, registry, run_dir, quiet=quiet)
     results = trainer.fit()
+    if results.get("best_epoch") is None:
+        monitor = trainer.cfg.trainer.checkpoint.monitor
+        raise QPError(
+            f"no epoch gave a finite {monitor}, so no weights were kept (best.pt is missing); "
+            f"see {results['run_dir']}/metrics.jsonl"
+        )
     split = "val" if "val" in results else None
     if split:
         scores = results[split]
@@ -76,7 +78,8 @@ def _num(value: float | None) -> str:
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: an unreadable image is reported in its row, the others predicted.
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--params",
     "params_json",
@@ -119,17 +122,20 @@ def predict(
     if readable:
         values = predictor.predict([p for _, p in readable], params, batch_size)
         for (i, _), value in zip(readable, values, strict=True):
-            rows[i]["predicted_ssim"] = round(float(value), 6)
+            if math.isfinite(float(value)):
+                rows[i]["predicted_ssim"] = round(float(value), 6)
+            else:
+                rows[i]["error"] = f"the model gave a non-finite value ({float(value)})"
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
     else:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, ["image", "predicted_ssim", "error"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
-    if not readable:
-        click.echo("Error: no image could be read", err=True)
+    if not any(row["predicted_ssim"] is not None for row in rows):
+        click.echo("Error: no image could be predicted", err=True)
         sys.exit(2)
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from qpcore.epoch_metrics import MetricName
 from qpcore.errors import QPError
-from qpcore.params import Params
+from qpcore.params import Params, StrictNumbers
 from qpcore.specs import NAME_PATTERN, Kind
 
 #: Marks a field holding a component; the JSON schema and slot list read it.
@@ -82,13 +82,21 @@ def component(kind: Kind, default: Any, description: str) -> Any:
     return Field(default, description=description, json_schema_extra=extra, validate_default=True)
 
 
-class HeadConfig(BaseModel):
+#: Upper bounds that keep a typo (``batch_size: 1e23``) a config error instead
+#: of an allocation that takes the machine down; each is far above any real use.
+MAX_WIDTH = 1 << 16
+MAX_BATCH = 1 << 20
+MAX_EPOCHS = 1_000_000
+
+
+class HeadConfig(StrictNumbers):
     """The MLP on top of the backbone's features."""
 
     model_config = _STRICT
 
     hidden: list[int] = Field(
         default_factory=lambda: [1024, 512, 256, 128],
+        max_length=64,
         description="Widths of the hidden layers, input side first.",
     )
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each hidden layer.")
@@ -103,10 +111,12 @@ class HeadConfig(BaseModel):
     def _positive(cls, value: list[int]) -> list[int]:
         if any(width < 1 for width in value):
             raise ValueError("every hidden width must be >= 1")
+        if any(width > MAX_WIDTH for width in value):
+            raise ValueError(f"every hidden width must be <= {MAX_WIDTH}")
         return value
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(StrictNumbers):
     """Backbone (a plugin) plus head (part of the core)."""
 
     model_config = _STRICT
@@ -120,7 +130,7 @@ class ModelConfig(BaseModel):
     head: HeadConfig = Field(default_factory=HeadConfig)
 
 
-class EarlyStoppingConfig(BaseModel):
+class EarlyStoppingConfig(StrictNumbers):
     """Stop when the watched metric stops improving."""
 
     model_config = _STRICT
@@ -132,7 +142,7 @@ class EarlyStoppingConfig(BaseModel):
     check_finite: bool = Field(True, description="Stop at once when the metric is NaN/Inf.")
 
 
-class CheckpointConfig(BaseModel):
+class CheckpointConfig(StrictNumbers):
     """Which checkpoints a run keeps."""
 
     model_config = _STRICT
@@ -142,14 +152,14 @@ class CheckpointConfig(BaseModel):
     keep_last: int = Field(3, ge=1, description="Periodic checkpoints kept on disk.")
 
 
-class TrainerConfig(BaseModel):
+class TrainerConfig(StrictNumbers):
     """The training loop's knobs."""
 
     model_config = _STRICT
 
-    epochs: int = Field(100, ge=1, description="Maximum number of epochs.")
-    batch_size: int = Field(16, ge=1, description="Samples per micro-batch.")
-    accumulate: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    epochs: int = Field(100, ge=1, le=MAX_EPOCHS, description="Maximum number of epochs.")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="Samples per micro-batch.")
+    accumulate: int = Field(1, ge=1, le=MAX_BATCH, description="Micro-batches per optimizer step.")
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (null: off).")
     seed: int = Field(0, ge=0, description="Seed of every random generator.")
     deterministic: bool = Field(False, description="Ask torch for deterministic kernels.")
@@ -170,7 +180,7 @@ class TrainerConfig(BaseModel):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
 
-class OutputConfig(BaseModel):
+class OutputConfig(StrictNumbers):
     """Where a run writes."""
 
     model_config = _STRICT
@@ -181,8 +191,23 @@ class OutputConfig(BaseModel):
         True, description="Write eval/report.html when the run has evaluators and a test split."
     )
 
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, value: str | None) -> str | None:
+        # The run folder is output.dir/name: a name with a separator or ".."
+        # would write somewhere else than output.dir.
+        if value is None:
+            return None
+        if not value.strip() or value in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError(
+                "must be one folder name inside output.dir (no '/', '\\', '.' or '..')"
+            )
+        if "\0" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
-class RunConfig(BaseModel):
+
+class RunConfig(StrictNumbers):
     """Everything one training run needs, every component picked by name."""
 
     model_config = _STRICT

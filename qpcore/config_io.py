@@ -75,12 +75,39 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+#: A config is a few dozen keys; anything far larger is refused before it is
+#: walked, because YAML aliases let a few hundred bytes stand for billions of
+#: nodes (the "billion laughs" bomb) and every later step would expand them.
+MAX_CONFIG_NODES = 20_000
+MAX_CONFIG_DEPTH = 50
+
+
 def parse_config_text(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int]]:
     """Parse YAML (JSON is YAML too) into data plus a ``path -> line`` map."""
     if not text.strip():
         raise ConfigFileError(f"{source}: the file is empty; a config is a mapping of keys")
+    root: yaml.Node | None = None
     try:
-        data = json.loads(text) if source.endswith(".json") else yaml.load(text, _UniqueKeyLoader)
+        if source.endswith(".json"):
+            data = json.loads(text)
+            _check_json_size(data, source)
+            try:  # JSON is YAML: its nodes give the line map
+                root = yaml.compose(text, Loader=yaml.SafeLoader)
+            except (yaml.YAMLError, RecursionError):
+                root = None
+        else:
+            loader = _UniqueKeyLoader(text)
+            try:
+                root = loader.get_single_node()  # type: ignore[no-untyped-call]
+                if root is not None:
+                    _check_node_size(root, source)
+                data = loader.construct_document(root) if root is not None else None  # type: ignore[no-untyped-call]
+            finally:
+                loader.dispose()  # type: ignore[no-untyped-call]
+    except RecursionError as exc:
+        raise ConfigFileError(
+            f"{source}: nested too deeply to be a config (over {MAX_CONFIG_DEPTH} levels)"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ConfigFileError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
     except yaml.YAMLError as exc:
@@ -94,14 +121,65 @@ def parse_config_text(text: str, source: str) -> tuple[dict[str, Any], dict[Path
         raise ConfigFileError(
             f"{source}: a config must be a mapping of keys, not a {type(data).__name__}"
         )
-    return data, _line_map(text)
+    return data, _line_map(root) if root is not None else {}
 
 
-def _line_map(text: str) -> dict[Path_, int]:
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
+def _too_big(source: str, line: int | None, depth: int) -> ConfigFileError:
+    where = f":{line}" if line is not None else ""
+    if depth > MAX_CONFIG_DEPTH:
+        return ConfigFileError(
+            f"{source}{where}: nested too deeply to be a config (over {MAX_CONFIG_DEPTH} levels)"
+        )
+    return ConfigFileError(
+        f"{source}{where}: too large to be a config (over {MAX_CONFIG_NODES} values once "
+        "its aliases are expanded); refused"
+    )
+
+
+def _check_node_size(root: yaml.Node, source: str) -> None:
+    """Refuse a document whose alias-expanded tree is huge or deep, without expanding it.
+
+    A node reached through several aliases is the same object, so its expanded
+    size is computed once and memoised: the check costs the number of distinct
+    nodes, however large the expansion is.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_CONFIG_DEPTH:
+            raise _too_big(source, node.start_mark.line + 1, depth)
+        if id(node) in sizes:
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                total += size(key, depth + 1) + size(value, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item, depth + 1)
+        if total > MAX_CONFIG_NODES:
+            raise _too_big(source, node.start_mark.line + 1, depth)
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
+def _check_json_size(data: Any, source: str) -> None:
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > MAX_CONFIG_DEPTH or count > MAX_CONFIG_NODES:
+            raise _too_big(source, None, depth)
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+
+
+def _line_map(root: yaml.Node) -> dict[Path_, int]:
     lines: dict[Path_, int] = {}
 
     def visit(node: yaml.Node, path: Path_) -> None:
@@ -115,8 +193,7 @@ def _line_map(text: str) -> dict[Path_, int]:
                 lines[(*path, i)] = item.start_mark.line + 1
                 visit(item, (*path, i))
 
-    if root is not None:
-        visit(root, ())
+    visit(root, ())
     return lines
 
 

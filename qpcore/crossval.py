@@ -44,7 +44,7 @@ def cross_validate(
     if folds < 3:
         raise QPError("cross-validation needs at least 3 folds (test, validation, training)")
     spec = registry.get("dataset", cfg.data.name, at="data")
-    data = spec.factory(cfg.data.params)
+    data = spec.build(cfg.data.params)
     if not isinstance(data, LabelledData):
         raise QPError(f"dataset {cfg.data.name!r} returned {type(data).__name__}")
     parts = fold_samples(data.samples, folds, cfg.data.params.split_seed)

@@ -10,6 +10,7 @@ a reader can tell "not computable" from a number.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from scipy import stats
 from qpcore.config import ComponentRef
 from qpcore.data.manifest import Sample, read_manifest
 from qpcore.errors import QPError
+from qpcore.fileio import write_atomic
 from qpcore.registry import Registry, default_registry
 
 if TYPE_CHECKING:
@@ -124,7 +126,7 @@ def run_evaluators(
         name = item if isinstance(item, str) else item.name
         spec = registry.get("evaluator", name, at="evaluators")
         params = spec.params() if isinstance(item, str) else item.params
-        evaluator = spec.factory(params)
+        evaluator = spec.build(params)
         out = evaluator.evaluate(data)
         clash = set(out.metrics) & set(metrics)
         if clash:
@@ -247,16 +249,14 @@ def evaluate(
     if out is not None:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "metrics.json").write_text(
-            json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-        )
-        with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "ssim", "predicted_ssim", "error"])
-            for sample, pred in zip(kept, predictions, strict=True):
-                writer.writerow(
-                    [sample.image, sample.ssim, f"{pred:.6f}", f"{pred - sample.ssim:.6f}"]
-                )
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["image", "ssim", "predicted_ssim", "error"])
+        for sample, pred in zip(kept, predictions, strict=True):
+            writer.writerow([sample.image, sample.ssim, f"{pred:.6f}", f"{pred - sample.ssim:.6f}"])
+        write_atomic(folder / "predictions.csv", buffer.getvalue(), "the predictions")
+        metrics_text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        write_atomic(folder / "metrics.json", metrics_text, "the metrics")
         if sections is not None:
             _write_html(folder, report, sections, predictor, Path(checkpoint), registry)
     return report

@@ -12,8 +12,6 @@ rows it shares with sets stored before, so each image is computed once.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from qpcore.backbone import Backbone
 from qpcore.data.dataset import cache_root
 from qpcore.data.protocol import UnreadableImage, load_image
 from qpcore.errors import QPError
+from qpcore.fileio import write_atomic, write_atomic_with
 
 Augment = Sequence[str]
 
@@ -227,23 +226,10 @@ def model_features(
 
 
 def _save_text_atomic(file: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(text)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(file, text, "the feature cache")
 
 
 def _save_atomic(file: Path, array: np.ndarray) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic_with(
+        file, lambda handle: np.save(handle, array, allow_pickle=False), "the feature cache"
+    )

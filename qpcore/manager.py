@@ -147,7 +147,9 @@ class PluginManager:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # any import failure is the plugin's, not ours
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # any import failure, sys.exit() included, is the plugin's
                 self.plugins.append(info.broken(exc))
                 continue
             self.register(plugin, info)
@@ -167,7 +169,9 @@ class PluginManager:
             if unknown:
                 self.pm.unregister(name=info.key)
                 raise ValueError(f"implements unknown hook(s) {', '.join(unknown)}")
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             info = info.broken(exc)
         self.plugins.append(info)
         return info

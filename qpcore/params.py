@@ -8,10 +8,61 @@ error with a dotted path, never a ``TypeError`` deep inside a constructor.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
-class Params(BaseModel):
+def _admits_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_bool(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _admits_bool(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return any(isinstance(arg, bool) for arg in typing.get_args(annotation))
+    # Not a scalar type pydantic would turn a bool into: let it judge.
+    return annotation not in (int, float)
+
+
+def _item_type(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (list, tuple, set, frozenset):
+        args = typing.get_args(annotation)
+        return args[0] if args else Any
+    return None
+
+
+def refuse_bool(annotation: Any, value: Any) -> Any:
+    """Refuse ``true``/``false`` given for a number (pydantic reads them as 1/0).
+
+    ``epochs: true`` is a mistake, never a request for one epoch; strict mode
+    would also refuse it but refuses ``output.name: 2024`` too, so only this
+    one coercion is turned off.
+    """
+    if isinstance(value, bool) and not _admits_bool(annotation):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    item = _item_type(annotation)
+    listed = item is not None and isinstance(value, list) and not _admits_bool(item)
+    if listed and any(isinstance(v, bool) for v in value):
+        raise ValueError("expected numbers, got a boolean among them")
+    return value
+
+
+class StrictNumbers(BaseModel):
+    """A model whose number fields refuse booleans (see :func:`refuse_bool`)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        return value if field is None else refuse_bool(field.annotation, value)
+
+
+class Params(StrictNumbers):
     """Parameters of one component; unknown keys are errors.
 
     Example:

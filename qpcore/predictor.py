@@ -18,7 +18,13 @@ from PIL import Image
 
 from qpcore.build import build_model, pick_device
 from qpcore.checkpoint import CheckpointMeta, load_checkpoint
-from qpcore.data.protocol import DEFAULT_PARAMS, VtracerParams, composite_white, encode_params
+from qpcore.data.protocol import (
+    DEFAULT_PARAMS,
+    VtracerParams,
+    check_side,
+    composite_white,
+    encode_params,
+)
 from qpcore.data.protocol import load_image as load_image_file
 from qpcore.errors import QPError
 from qpcore.model import QualityModel
@@ -35,6 +41,12 @@ def to_pixels(image: ImageLike) -> np.ndarray:
     protocol's step 1 does."""
     if isinstance(image, (str, Path)):
         return load_image_file(image)
+    pixels = _array_pixels(image)
+    check_side(pixels.shape[1], pixels.shape[0])
+    return pixels
+
+
+def _array_pixels(image: ImageLike) -> np.ndarray:
     if isinstance(image, Image.Image):
         return composite_white(image)
     if isinstance(image, np.ndarray):

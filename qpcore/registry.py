@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ class Registry:
                         f"{REGISTRATION_HOOKS[kind]} returned {type(wrong[0]).__name__}, "
                         f"expected {expected.__name__} records"
                     )
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: a plugin never ends the command
                 self.manager.mark_broken(impl.plugin_name, exc)
                 continue
             info = self.manager.info(impl.plugin_name)
@@ -157,5 +160,15 @@ def _closest(name: str, names: list[str]) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def default_registry() -> Registry:
-    """The registry of installed plugins, loaded once per process."""
-    return Registry.from_entrypoints()
+    """The registry of installed plugins, loaded once per process.
+
+    A name in ``QP_DISABLE_PLUGINS`` that matches no plugin is most likely a
+    typo that leaves the plugin meant enabled, so it is said on stderr, once.
+    """
+    registry = Registry.from_entrypoints()
+    for name in registry.manager.unmatched_disabled():
+        print(
+            f"Warning: QP_DISABLE_PLUGINS names {name!r}, which matches no plugin.",
+            file=sys.stderr,
+        )
+    return registry

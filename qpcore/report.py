@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qpcore.errors import QPError
+from qpcore.fileio import write_atomic
 
 if TYPE_CHECKING:
     from qpcore.registry import Registry
@@ -424,11 +425,9 @@ def write_report(
     plots_dir.mkdir(parents=True, exist_ok=True)
     for section in sections:
         for figure in section.figures:
-            (plots_dir / f"{figure.name}.png").write_bytes(figure.png)
+            write_atomic(plots_dir / f"{figure.name}.png", figure.png, "a plot")
     path = folder / "report.html"
-    tmp = folder / ".report.html.tmp"
-    tmp.write_text(render(title, facts, sections), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, render(title, facts, sections), "the report")
     return path
 
 

@@ -128,7 +128,7 @@ def build_scheduler(
     context = ScheduleContext(
         epochs=max(epochs - warmup_epochs, 1), steps_per_epoch=max(steps_per_epoch, 1)
     )
-    inner = spec.factory(optimizer, params, context)
+    inner = spec.build(optimizer, params, context)
     unit = context.steps_per_epoch if spec.interval == "step" else 1
     metric = getattr(params, spec.metric_param) if spec.metric_param else None
     return ScheduledLR(

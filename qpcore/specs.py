@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from qpcore.errors import PluginError, QPError
 from qpcore.params import DatasetParams, NoParams, Params, SchedulerParams
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -60,6 +61,23 @@ class ComponentSpec:
     factory: Callable[..., Any]
     params: type[Params] = NoParams
     summary: str = ""
+
+    def build(self, *args: Any) -> Any:
+        """Call the factory; its failure is a readable error naming the component.
+
+        A factory is plugin code: a bug in it should read as that plugin's
+        problem with its message, not as an internal error of qpcore.
+        """
+        try:
+            return self.factory(*args)
+        except QPError:
+            raise
+        except Exception as exc:
+            text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            raise PluginError(
+                f"{self.kind} {self.name!r} could not be built: {text}. Check its params, "
+                "or report it to the plugin that provides it (qp plugins)"
+            ) from exc
 
     def __post_init__(self) -> None:
         # A bad record is the plugin author's bug: fail loudly at registration so

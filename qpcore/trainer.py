@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import copy
 import gc
+import hashlib
 import json
 import math
 import random
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -53,6 +55,8 @@ from qpcore.epoch_metrics import metric_mode
 from qpcore.errors import QPError
 from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
 from qpcore.feature_cache import ImageInputs, model_features
+from qpcore.fileio import disk_full_as_error, write_atomic
+from qpcore.locking import hold_folder
 from qpcore.loss_output import split_loss_output
 from qpcore.monitoring import Control, load_monitor_states, monitor_states, scale_lr
 from qpcore.registry import Registry
@@ -98,6 +102,12 @@ class RunState:
     stale_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
+    #: Which run this is (also in the folder's ``run.json``): a checkpoint
+    #: copied into another run's folder is refused instead of trained there.
+    run_id: str | None = None
+    #: What the run trains on, so a resume on changed data is refused.
+    data_digest: str | None = None
+    data_rows: dict[str, int] | None = None
 
 
 def _better(value: float | None, best: float | None, mode: str, min_delta: float) -> bool:
@@ -106,6 +116,27 @@ def _better(value: float | None, best: float | None, mode: str, min_delta: float
     if best is None:
         return True
     return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+RUN_FILE = "run.json"
+
+
+def data_fingerprint(splits: Mapping[str, Rows]) -> str:
+    """A digest of every split's rows: image name and size, label, params.
+
+    Paths enter by file name only, so a dataset moved to another folder still
+    resumes; a relabelled, added, removed or replaced image changes the digest.
+    """
+    digest = hashlib.sha256()
+    for split in sorted(splits):
+        for sample in splits[split].samples:
+            try:
+                size = sample.image.stat().st_size
+            except OSError:
+                size = -1
+            fields = (split, sample.image.name, size, f"{sample.ssim:.6f}", sample.params)
+            digest.update(repr(fields).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def new_run_dir(base: Path, name: str | None) -> Path:
@@ -157,7 +188,7 @@ class Trainer:
         for ref in cfg.monitors:
             spec = registry.get("monitor", ref.name, at="monitors")
             name = ref.name if ref.name not in self.monitors else f"{ref.name}#{len(self.monitors)}"
-            self.monitors[name] = spec.factory(ref.params)
+            self.monitors[name] = spec.build(ref.params)
             self.hooks.register(self.monitors[name])
         for monitor in monitors:
             self.hooks.register(monitor)
@@ -225,7 +256,7 @@ class Trainer:
     def _load_data(self) -> tuple[LabelledData, dict[str, Rows]]:
         ref = self.cfg.data
         spec = self.registry.get("dataset", ref.name, at="data")
-        data = spec.factory(ref.params)
+        data = spec.build(ref.params)
         if not isinstance(data, LabelledData):
             raise QPError(f"dataset {ref.name!r} returned {type(data).__name__}, not LabelledData")
         if data.protocol not in (None, PROTOCOL):
@@ -297,7 +328,46 @@ class Trainer:
     # --- the loop ----------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Train to the end (or early stop) and return the final results."""
+        """Train to the end (or early stop) and return the final results.
+
+        The run folder is locked for the whole fit: a second trainer on the same
+        folder is refused at once, never interleaved with this one.
+        """
+        with hold_folder(self.run_dir, "training run"):
+            if self._resume is None and (self.run_dir / LAST).exists():
+                raise QPError(
+                    f"{self.run_dir} already holds a run; continue it with "
+                    f"--resume {self.run_dir}, or pick another output.name"
+                )
+            return self._fit()
+
+    def _check_resume(self) -> None:
+        """Refuse to continue a checkpoint in another run's folder or on other data."""
+        recorded = self.run_dir / RUN_FILE
+        if recorded.is_file() and self.state.run_id is not None:
+            try:
+                folder_id = json.loads(recorded.read_text(encoding="utf-8")).get("run_id")
+            except (OSError, ValueError, AttributeError):
+                folder_id = None
+            if folder_id is not None and folder_id != self.state.run_id:
+                raise QPError(
+                    f"{self._resume_file} belongs to run {self.state.run_id}, but "
+                    f"{self.run_dir} holds run {folder_id}; resume a run from its own "
+                    "folder (or copy the whole run folder)"
+                )
+        digest = data_fingerprint(self.splits)
+        if self.state.data_digest is not None and digest != self.state.data_digest:
+            then = self.state.data_rows or {}
+            now = {k: len(v) for k, v in self.splits.items()}
+            counts = ", ".join(f"{k} {then.get(k, '?')} -> {now[k]}" for k in sorted(now))
+            raise QPError(
+                f"the training data of {self.run_dir} changed since the run started "
+                f"(rows: {counts}; or labels, params or image files differ). "
+                "A resumed run must see the data it started with: restore the data, "
+                "or start a new run"
+            )
+
+    def _fit(self) -> dict[str, Any]:
         tcfg = self.cfg.trainer
         if tcfg.num_threads:
             torch.set_num_threads(tcfg.num_threads)
@@ -328,9 +398,15 @@ class Trainer:
             )
         if self._resume is not None:
             self._restore(self._resume)
+            self._check_resume()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._resume is None:
-            (self.run_dir / "config.yaml").write_text(dump_yaml(self.cfg), encoding="utf-8")
+            self.state.run_id = uuid.uuid4().hex
+            self.state.data_digest = data_fingerprint(self.splits)
+            self.state.data_rows = {k: len(v) for k, v in self.splits.items()}
+            write_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg), "the run's config")
+            run_record = {"run_id": self.state.run_id, "data_digest": self.state.data_digest}
+            write_atomic(self.run_dir / RUN_FILE, json.dumps(run_record) + "\n", "the run record")
         self._write_history()
         try:
             self.hooks.hook.qp_on_fit_start(run=self)
@@ -627,7 +703,7 @@ class Trainer:
         if self.cfg.evaluators and len(self.splits["test"]) and best is not None:
             results["evaluation"] = str(self._evaluate_test())
         path = self.run_dir / "results.json"
-        path.write_text(json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
+        write_atomic(path, json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
         return results
 
     def score(self, split: str) -> dict[str, float | None]:
@@ -645,7 +721,7 @@ class Trainer:
         folder = self.run_dir / "eval"
         folder.mkdir(exist_ok=True)
         path = folder / "metrics.json"
-        path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n", "the metrics")
         if sections is not None:
             self._report_parts = (report, sections)
         return path
@@ -783,12 +859,11 @@ class Trainer:
         """``metrics.jsonl`` from the state: a resume drops lines of epochs the
         checkpoint does not know (written after it, before the crash)."""
         lines = "".join(json.dumps(finite(m), allow_nan=False) + "\n" for m in self.state.history)
-        tmp = self.run_dir / ".metrics.jsonl.tmp"
-        tmp.write_text(lines)
-        tmp.replace(self.run_dir / "metrics.jsonl")
+        write_atomic(self.run_dir / "metrics.jsonl", lines, "the metrics")
 
     def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+        path = self.run_dir / "metrics.jsonl"
+        with disk_full_as_error(path, "the metrics"), open(path, "a") as handle:
             handle.write(json.dumps(finite(metrics), allow_nan=False) + "\n")
 
     # --- output --------------------------------------------------------------

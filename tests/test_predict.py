@@ -118,7 +118,7 @@ def test_checkpoints_that_are_not_ours_are_refused(
         truncated: "not a readable qpcore checkpoint",
         foreign: "not a qpcore checkpoint",
         newer: "newer than this qpcore reads",
-        hostile(tmp_path / "evil.pt"): "not a readable qpcore checkpoint",
+        hostile(tmp_path / "evil.pt"): "refused as unsafe",
         tmp_path / "missing.pt": "no such checkpoint",
     }
     for path, message in cases.items():

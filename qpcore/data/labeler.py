@@ -11,26 +11,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 from qpcore.data.jobs import Job
 from qpcore.data.manifest import (
+    PARAM_COLUMNS,
     error_line,
     format_row,
     iter_raw_rows,
     rows_to_csv,
-    write_atomic,
 )
+from qpcore.data.pool import run_pool, set_deadline
 from qpcore.data.protocol import (
     MAX_PIXELS,
     PROTOCOL,
@@ -40,6 +41,15 @@ from qpcore.data.protocol import (
     load_image,
 )
 from qpcore.errors import QPError
+from qpcore.fileio import (
+    DiskFull,
+    disk_full_as_error,
+    disk_full_error,
+    is_disk_full,
+    write_atomic,
+    write_atomic_with,
+)
+from qpcore.locking import hold_folder
 
 MANIFEST = "manifest.csv"
 ERRORS = "errors.csv"
@@ -55,7 +65,15 @@ def claim_folder(path: Path, settings: dict[str, Any], what: str) -> None:
     """
     folder = path.parent
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise QPError(
+                f"{path}: damaged ({exc}); this file records what made the folder. "
+                "Use another --out, or delete the folder to start again"
+            ) from exc
         changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
         if changed:
             was = ", ".join(f"{k}={old.get(k)!r}" for k in changed)
@@ -78,20 +96,57 @@ class JobResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(
+        "" if row.get(c) is None else str(row.get(c))
+        for c in ("group", "label_protocol", *PARAM_COLUMNS)
+    )
+
+
+def _job_rows(job: Job) -> list[tuple[str, ...]]:
+    """The keys of the rows ``job`` writes, sorted (for comparing with a manifest)."""
+    return sorted(
+        _row_key(format_row(job.name, 0.0, params, job.group, "")) for params in job.params
+    )
+
+
+def _valid_label(row: dict[str, Any]) -> bool:
+    try:
+        return -1.0 <= float(row.get("ssim") or "nan") <= 1.0
+    except ValueError:
+        return False
+
+
 def _copy_atomic(src: str, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with open(src, "rb") as source:
+        write_atomic_with(dst, lambda handle: shutil.copyfileobj(source, handle), "an image")
 
 
 def _save_png_atomic(image: Any, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, dst)
+    write_atomic_with(dst, lambda handle: image.save(handle, format="PNG"), "an image")
 
 
-def run_job(job: Job, out_dir: str, max_pixels: int = MAX_PIXELS) -> JobResult:
-    """Label one image with each of its params; never raises for a bad image."""
+#: The automatic time limit per image: this many seconds, plus
+#: ``AUTO_TIMEOUT_PER_MP`` per megapixel and label. Flat images label at about
+#: 0.1 s per megapixel and label here and noise at up to 10x that, so only an
+#: image hundreds of times slower than usual reaches it.
+AUTO_TIMEOUT_S = 30.0
+AUTO_TIMEOUT_PER_MP = 10.0
+
+
+def auto_timeout(pixels: int, labels: int) -> float:
+    """The default per-image limit for an image of ``pixels`` with ``labels`` labels."""
+    return AUTO_TIMEOUT_S + AUTO_TIMEOUT_PER_MP * pixels / 1e6 * max(labels, 1)
+
+
+def run_job(
+    job: Job, out_dir: str, max_pixels: int = MAX_PIXELS, timeout: float | None = None
+) -> JobResult:
+    """Label one image with each of its params; never raises for a bad image.
+
+    ``timeout`` (seconds per image; None: :func:`auto_timeout`; 0: none) is
+    enforced by the pool that runs the job (:mod:`qpcore.data.pool`).
+    """
     try:
         target = Path(out_dir) / job.name
         source = job.source
@@ -103,6 +158,8 @@ def run_job(job: Job, out_dir: str, max_pixels: int = MAX_PIXELS) -> JobResult:
             synth = generate(job.synth_seed or 0, job.index, job.size)
             pixels = composite_white(synth.image)
             source = synth.source
+        if timeout is None:
+            set_deadline(auto_timeout(pixels.shape[0] * pixels.shape[1], len(job.params)))
         labels = [label_pixels(pixels, params) for params in job.params]
         if job.origin is not None:
             _copy_atomic(job.origin, target)
@@ -113,17 +170,12 @@ def run_job(job: Job, out_dir: str, max_pixels: int = MAX_PIXELS) -> JobResult:
             timings.update(label.timings)
         rows = [format_row(job.name, lab.ssim, lab.params, job.group, source) for lab in labels]
         return JobResult(job, rows, timings=dict(timings))
-    except (KeyboardInterrupt, SystemExit):
-        raise
+    except (KeyboardInterrupt, SystemExit, DiskFull):
+        raise  # a full disk stops the run: it is no fault of this image
     except UnreadableImage as exc:
         return JobResult(job, error=str(exc))
     except BaseException as exc:  # vtracer panics arrive as pyo3's PanicException
         return JobResult(job, error=f"{type(exc).__name__}: {exc}".strip())
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the parent decides what to do.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -137,10 +189,10 @@ class Summary:
     seconds: float = 0.0
     timings: Counter[str] = field(default_factory=Counter)
     interrupted: bool = False
-
-    @property
-    def labelled_jobs(self) -> int:
-        return self.jobs - self.skipped - self.errors
+    #: Images labelled by this run (an interrupted run stops short of ``jobs``).
+    labelled_jobs: int = 0
+    #: Rows found in the manifest that this run would not have written, dropped.
+    dropped: int = 0
 
 
 class DatasetWriter:
@@ -153,6 +205,7 @@ class DatasetWriter:
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
         self._check_settings(settings)
         self._last_sync = time.monotonic()
+        self.dropped = 0
 
     def _check_settings(self, settings: dict[str, Any]) -> None:
         claim_folder(self.out / SETTINGS, {"label_protocol": PROTOCOL, **settings}, "a dataset")
@@ -161,15 +214,39 @@ class DatasetWriter:
         """Names of finished jobs; drops rows of unfinished ones and a torn last line."""
         if not self.manifest.exists():
             return set()
-        text = self.manifest.read_text(encoding="utf-8")
-        torn = bool(text) and not text.endswith("\n")
-        expected = {job.name: len(job.params) for job in jobs}
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            text = self.manifest.read_text(encoding="utf-8")
+            torn = bool(text) and not text.endswith("\n")
+            rows = list(csv.DictReader(io.StringIO(text), strict=True))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise QPError(
+                f"{self.manifest}: damaged, cannot continue it ({exc}). "
+                "Use another --out, or delete the folder to start again"
+            ) from exc
         if torn and rows:
             rows.pop()  # the write a crash interrupted
-        counts = Counter(row.get("image", "") for row in rows)
-        done = {name for name, n in counts.items() if expected.get(name) == n}
-        keep = [r for r in rows if r.get("image") in done or r.get("image") not in expected]
+        expected = {job.name: _job_rows(job) for job in jobs}
+        found: dict[str, list[tuple[str, ...]]] = {}
+        for row in rows:
+            found.setdefault(row.get("image") or "", []).append(_row_key(row))
+        # An image is done when its rows are exactly the ones this run would
+        # write; anything else (a foreign row, a duplicate, other params, a bad
+        # label) is dropped and that image labelled again.
+        done = {
+            name
+            for name, keys in found.items()
+            if name in expected
+            and sorted(keys) == expected[name]
+            and all(_valid_label(r) for r in rows if r.get("image") == name)
+        }
+        keep = [r for r in rows if r.get("image") in done]
+        self.dropped = (
+            len(rows)
+            - len(keep)
+            - sum(
+                len(keys) for name, keys in found.items() if name in expected and name not in done
+            )
+        )
         if torn or len(keep) != len(rows):
             write_atomic(self.manifest, rows_to_csv(keep, header=True))
         return done
@@ -203,53 +280,13 @@ class DatasetWriter:
             self.errors.unlink(missing_ok=True)
 
 
+def _failed(job: Job, error: str) -> JobResult:
+    return JobResult(job, error=error)
+
+
 def _in_process(todo: Sequence[Job], worker: Callable[[Job], JobResult]) -> Iterator[JobResult]:
     for job in todo:
         yield worker(job)
-
-
-def _in_pool(
-    todo: Sequence[Job], workers: int, out_dir: str, max_pixels: int
-) -> Iterator[JobResult]:
-    """Results as they finish, with a bounded number of jobs in flight.
-
-    A worker that dies (a segfault in native code) breaks the pool: the pool is
-    rebuilt and the jobs in flight are retried once; a job in flight at two
-    breakages is reported as the one that crashes.
-    """
-    queue = list(reversed(todo))
-    attempts: Counter[int] = Counter()
-    while queue:
-        pool = ProcessPoolExecutor(workers, initializer=_ignore_sigint)
-        flight: dict[Future[JobResult], Job] = {}
-        try:
-            while queue or flight:
-                while queue and len(flight) < 4 * workers:
-                    job = queue.pop()
-                    flight[pool.submit(run_job, job, out_dir, max_pixels)] = job
-                finished, _ = wait(flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = flight.pop(future)
-                    yield future.result()
-        except BrokenProcessPool:
-            for job in flight.values():
-                attempts[job.index] += 1
-                if attempts[job.index] >= 2:
-                    yield JobResult(job, error="the labelling process crashed on this image")
-                else:
-                    queue.append(job)
-            continue
-        except BaseException:
-            # Ctrl-C: start nothing new, but keep what the workers are finishing
-            # (they ignore SIGINT), so no finished row is lost.
-            for future in flight:
-                future.cancel()
-            for future in flight:
-                if not future.cancelled():
-                    yield future.result()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_jobs(
@@ -260,6 +297,7 @@ def run_jobs(
     max_pixels: int = MAX_PIXELS,
     progress: bool = True,
     on_result: Callable[[JobResult], None] | None = None,
+    timeout: float | None = None,
 ) -> Summary:
     """Label ``jobs`` into ``out_dir`` (``manifest.csv``, ``images/``, ``errors.csv``).
 
@@ -268,20 +306,38 @@ def run_jobs(
         out_dir: The dataset folder; created if needed, continued if it exists.
         settings: What made these jobs (track, seed, ...): a folder made with
             other settings is refused rather than mixed.
-        workers: Processes (0: one per core; 1: in this process).
+        workers: Worker processes (0: one per core).
         max_pixels: Larger images are rejected (decompression bombs).
         progress: Show a progress bar (on a terminal).
         on_result: Called with each finished result (tests, custom logging).
+        timeout: Seconds per image before its worker is killed and the image
+            recorded as timed out (None: :func:`auto_timeout`; 0: no limit).
+            Only a worker process can be stopped, so ``workers=1`` labels in
+            a worker too, except with ``timeout=0`` (in this process, unlimited).
 
     Returns:
         The run's summary; ``interrupted`` is true after Ctrl-C or SIGTERM.
     """
+    with hold_folder(out_dir, "labelling run"):
+        return _run_jobs(jobs, out_dir, settings, workers, max_pixels, progress, on_result, timeout)
+
+
+def _run_jobs(
+    jobs: Sequence[Job],
+    out_dir: Path,
+    settings: dict[str, Any],
+    workers: int,
+    max_pixels: int,
+    progress: bool,
+    on_result: Callable[[JobResult], None] | None,
+    timeout: float | None,
+) -> Summary:
     from tqdm import tqdm
 
     writer = DatasetWriter(out_dir, settings)
     done = writer.recover(jobs)
     todo = [job for job in jobs if job.name not in done]
-    summary = Summary(jobs=len(jobs), skipped=len(jobs) - len(todo))
+    summary = Summary(jobs=len(jobs), skipped=len(jobs) - len(todo), dropped=writer.dropped)
     workers = workers or os.cpu_count() or 1
     start = time.perf_counter()
     rows_out, errors_out = writer.open()
@@ -295,33 +351,53 @@ def run_jobs(
     )
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    full: DiskFull | None = None
     try:
+        call = partial(run_job, out_dir=str(out_dir), max_pixels=max_pixels, timeout=timeout)
+        first = timeout if timeout else math.inf
+        if timeout is None:  # until the job knows its image's size
+            first = auto_timeout(max_pixels, max((len(j.params) for j in todo), default=1))
         results = (
-            _in_process(todo, lambda job: run_job(job, str(out_dir), max_pixels))
-            if workers == 1
-            else _in_pool(todo, workers, str(out_dir), max_pixels)
+            _in_process(todo, call)
+            if workers == 1 and timeout == 0
+            else run_pool(todo, workers, call, _failed, first)
         )
-        for result in results:
-            if result.error is None:
-                rows_out.write(rows_to_csv(result.rows))
-                summary.rows += len(result.rows)
-                summary.timings.update(result.timings)
-            else:
-                errors_out.write(error_line(result.job.origin or result.job.name, result.error))
-                summary.errors += 1
-            writer.sync(rows_out, errors_out)
-            bar.update(1)
-            if on_result is not None:
-                on_result(result)
+        with disk_full_as_error(writer.manifest, "the manifest"):
+            for result in results:
+                if result.error is None:
+                    rows_out.write(rows_to_csv(result.rows))
+                    summary.rows += len(result.rows)
+                    summary.labelled_jobs += 1
+                    summary.timings.update(result.timings)
+                else:
+                    errors_out.write(error_line(result.job.origin or result.job.name, result.error))
+                    summary.errors += 1
+                writer.sync(rows_out, errors_out)
+                bar.update(1)
+                if on_result is not None:
+                    on_result(result)
     except KeyboardInterrupt:
         summary.interrupted = True
+    except DiskFull as exc:
+        full = exc
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
-        writer.sync(rows_out, errors_out, force=True)
-        rows_out.close()
-        errors_out.close()
+        try:
+            writer.sync(rows_out, errors_out, force=True)
+            rows_out.close()
+            errors_out.close()
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            full = disk_full_error(writer.manifest, "the manifest", exc)
         summary.seconds = time.perf_counter() - start
+    if full is not None:
+        # A torn last row is dropped by the next run's recovery; say it once.
+        raise DiskFull(
+            f"{full} {summary.labelled_jobs} images of this run are safe in "
+            f"{writer.manifest}; the same command continues from there."
+        ) from full
     if not summary.interrupted:
         writer.finish(jobs, had_errors=summary.errors > 0)
     return summary

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -119,24 +118,46 @@ def read_manifest(path: str | Path, check_images: bool = True) -> Manifest:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ManifestError(path, [f"not UTF-8 text (byte {exc.start})"]) from exc
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise ManifestError(path, [f"line 1: missing required column {c!r}" for c in missing])
     folder = path.parent
     samples: list[Sample] = []
     problems: list[str] = []
     protocols: dict[str, int] = {}
-    for line_index, row in enumerate(reader, start=2):
-        line = reader.line_num if reader.line_num else line_index
+    seen: dict[tuple[Path, VtracerParams], Sample] = {}
+    rows = _csv_rows(path, text)
+    header = next(rows, ((1, 1), []))[1]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ManifestError(path, [f"line 1: missing required column {c!r}" for c in missing])
+    for (line, last), values in rows:
+        if not any(v.strip() for v in values):
+            continue  # a blank line, as DictReader skips it
+        if last != line:
+            problems.append(
+                f'line {line}: a field spans lines {line}-{last}; an unclosed quote (") '
+                "swallows the lines after it"
+            )
+            continue
+        if len(values) > len(header):
+            problems.append(f"line {line}: {len(values)} fields, the header has {len(header)}")
+            continue
+        row: dict[str, str | None] = dict(zip(header, values, strict=False))
         protocol = (row.get("label_protocol") or "").strip()
         if protocol and protocol not in protocols:
             protocols[protocol] = line
         sample, row_problems = _parse_row(row, line, folder, check_images)
         problems += row_problems
-        if sample is not None:
-            samples.append(sample)
+        if sample is None:
+            continue
+        first = seen.setdefault((sample.image, sample.params), sample)
+        if first is not sample:
+            what = (
+                "duplicate row"
+                if first.ssim == sample.ssim
+                else f"conflicting label ({sample.ssim} here, {first.ssim} there)"
+            )
+            problems.append(f"line {line}: {what}: same image and params as line {first.line}")
+            continue
+        samples.append(sample)
     if len(protocols) > 1:
         found = ", ".join(f"{p!r} (first at line {n})" for p, n in protocols.items())
         problems.append(f"mixes label protocols: {found}; one manifest holds one protocol")
@@ -145,6 +166,30 @@ def read_manifest(path: str | Path, check_images: bool = True) -> Manifest:
     if problems:
         raise ManifestError(path, problems)
     return Manifest(path, samples, next(iter(protocols), None))
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[tuple[int, int], list[str]]]:
+    """``((first line, last line), fields)`` of each record; malformed CSV raises.
+
+    ``strict`` makes the csv module refuse text after a closing quote; a quote
+    left open to the end of the file is an error too, with the line it opened on.
+    """
+    reader = csv.reader(io.StringIO(text), strict=True)
+    line = 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            message = str(exc)
+            if "field larger than field limit" in message:
+                message = f"a field is longer than {csv.field_size_limit()} characters"
+            elif "unexpected end of data" in message:
+                message = 'a quote (") opened here is never closed'
+            raise ManifestError(path, [f"line {line}: malformed CSV: {message}"]) from None
+        yield (line, reader.line_num), values
+        line = reader.line_num + 1
 
 
 def format_row(
@@ -174,16 +219,6 @@ def iter_raw_rows(path: Path) -> Iterator[dict[str, str]]:
     """Rows of a manifest being written, without validation (for resuming)."""
     with path.open(encoding="utf-8", newline="") as handle:
         yield from csv.DictReader(handle)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a crash leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def error_line(image: str, error: str) -> str:

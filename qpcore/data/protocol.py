@@ -27,6 +27,9 @@ PROTOCOL = "vtracer-resvg-ssim/v1"
 #: decompression bomb would otherwise take the whole machine's memory).
 MAX_PIXELS = 4096 * 4096
 
+#: The smallest side the protocol can score: SSIM's Gaussian window is 11 px.
+MIN_SIDE = 11
+
 Track = Literal["default", "random"]
 
 
@@ -138,9 +141,37 @@ def draw_params(track: Track, rng: np.random.Generator, count: int) -> list[Vtra
 # --- the four steps ------------------------------------------------------------
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float image scaled to 8 bits, never clipped.
+
+    Pillow's own conversion clips such modes to 0-255, so a 16-bit gradient
+    turns almost all white and gets a wrong label. 16-bit data is divided by
+    257 (65535 -> 255); float data is read as 0-1 (or 0-255 when it goes above
+    1). Values that fit none of these ranges are refused, not clipped.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise UnreadableImage(f"{image.mode} image holds values that are not finite")
+    low, high = float(values.min()), float(values.max())
+    if image.mode == "F" and low >= 0 and high <= 1:
+        scale = 255.0
+    elif image.mode.startswith("I;16") or (low >= 0 and high > 255 and high <= 65535):
+        scale = 1 / 257
+    elif low >= 0 and high <= 255:
+        scale = 1.0
+    else:
+        raise UnreadableImage(
+            f"{image.mode} image with values {low:g} to {high:g}: neither 8-bit, 16-bit nor "
+            "0-1 data; convert it to 8 bits first"
+        )
+    return Image.fromarray(np.rint(values * scale).astype(np.uint8), "L")
+
+
 def composite_white(image: Image.Image) -> np.ndarray:
     """RGBA over an opaque white background, as 8-bit RGB (steps 1 and 3)."""
-    rgba = image.convert("RGBA")
+    rgba = to_8bit(image).convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
 
@@ -160,10 +191,23 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 raise UnreadableImage(
                     f"image is {width}x{height}, over the limit of {max_pixels} pixels"
                 )
+            check_side(width, height)
             image.load()
             return composite_white(image)
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+    except UnreadableImage:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        # Pillow raises ValueError for e.g. a text chunk that decompresses too large.
         raise UnreadableImage(f"not a readable image: {exc}") from exc
+
+
+def check_side(width: int, height: int) -> None:
+    """Refuse an image the protocol cannot score (the labeller and predictor agree)."""
+    if min(width, height) < MIN_SIDE:
+        raise UnreadableImage(
+            f"image is {width}x{height}: too small, the label protocol needs at least "
+            f"{MIN_SIDE} pixels on each side"
+        )
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -15,8 +15,8 @@ from typing import Any
 from qpcore.data.corpus.render import DEGRADATIONS
 from qpcore.data.corpus.stage import SourceReport
 from qpcore.data.labeler import MANIFEST
-from qpcore.data.manifest import write_atomic
 from qpcore.data.protocol import PROTOCOL
+from qpcore.fileio import write_atomic
 
 SOURCES_MD = "SOURCES.md"
 #: (track, labels per image): one default label, two random-track draws.

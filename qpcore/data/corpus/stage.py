@@ -21,7 +21,7 @@ from PIL import Image
 
 from qpcore.data.corpus import fetch, render
 from qpcore.data.corpus.sources import Source, brand_icon
-from qpcore.data.manifest import write_atomic
+from qpcore.fileio import write_atomic
 
 PROVENANCE = "provenance.csv"
 #: Called once per image made (the progress bar).

@@ -1,0 +1,194 @@
+"""A process pool for labelling: bounded, crash-tolerant, with a time limit per job.
+
+``concurrent.futures`` gives the pool; this module adds what a long labelling run
+on untrusted images needs and the executor does not:
+
+* **A deadline per job.** A worker writes its job's deadline into shared memory
+  when it starts (and may move it once it knows the image's size); the parent
+  kills a worker past its deadline with SIGKILL. Nothing inside the worker
+  could do it: vtracer holds the GIL for the whole trace, so no Python thread
+  or signal handler runs until it returns.
+* **Workers die with their parent**, kill -9 included (``PR_SET_PDEATHSIG`` on
+  Linux, a watch on the parent's pid elsewhere), instead of idling forever.
+* **A crashed worker** (a segfault in native code) breaks the pool: it is rebuilt
+  and the jobs in flight are retried once; a job in flight at two breakages is
+  reported as the one that crashes. A job killed for its deadline is reported
+  at once, and the others in flight are retried without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol, TypeVar
+
+R = TypeVar("R")
+
+#: Seconds between the parent's looks at the workers' deadlines.
+POLL_S = 0.25
+_FIELDS = 4  # per worker slot: deadline (epoch seconds, 0 = idle), start, job index, pid
+
+_slot: tuple[Any, int] | None = None  # (shared array, slot index), in a worker only
+
+
+class Indexed(Protocol):
+    index: int
+
+
+J = TypeVar("J", bound=Indexed)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    parent = os.getppid()
+
+    def watch() -> None:  # the portable fallback, for when the GIL is free
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(array: Any, counter: Any) -> None:
+    global _slot
+    # Ctrl-C reaches the whole process group; only the parent decides what to do.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    array[index * _FIELDS + 3] = os.getpid()
+    _slot = (array, index)
+
+
+def set_deadline(seconds: float) -> None:
+    """Limit the running job to ``seconds`` from its start (``inf``: no limit).
+
+    A no-op outside a pool worker (in-process runs have no time limit).
+    """
+    if _slot is not None:
+        array, index = _slot
+        start = array[index * _FIELDS + 1]
+        array[index * _FIELDS] = start + seconds if math.isfinite(seconds) else math.inf
+
+
+def _run(call: Callable[[Any], R], job: Indexed, first_deadline: float) -> R:
+    if _slot is not None:
+        array, index = _slot
+        array[index * _FIELDS + 1] = time.time()
+        array[index * _FIELDS + 2] = job.index
+        set_deadline(first_deadline)
+    try:
+        return call(job)
+    finally:
+        if _slot is not None:
+            _slot[0][_slot[1] * _FIELDS] = 0.0
+
+
+def run_pool(
+    todo: Sequence[J],
+    workers: int,
+    call: Callable[[J], R],
+    failed: Callable[[J, str], R],
+    first_deadline: float = math.inf,
+) -> Iterator[R]:
+    """``call(job)`` for each job in worker processes; results as they finish.
+
+    Args:
+        todo: The jobs, in submission order.
+        workers: Worker processes.
+        call: A picklable function (module level, or a partial of one).
+        failed: Makes the result of a job that crashed or ran out of time.
+        first_deadline: Seconds a job has when it starts; the job may change it
+            with :func:`set_deadline`.
+    """
+    queue = list(reversed(todo))
+    attempts: Counter[int] = Counter()
+    context = multiprocessing.get_context()
+    while queue:
+        array = context.Array("d", workers * _FIELDS, lock=False)
+        counter = context.Value("i", 0)
+        pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(array, counter)
+        )
+        flight: dict[Future[R], J] = {}
+        killed: dict[int, float] = {}  # job index -> seconds it had
+        try:
+            while queue or flight:
+                while queue and len(flight) < 4 * workers:
+                    job = queue.pop()
+                    flight[pool.submit(_run, call, job, first_deadline)] = job
+                finished, _ = wait(flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    result = future.result()  # raises for a broken pool: keep the job
+                    del flight[future]
+                    yield result
+                killed.update(_kill_overdue(array, workers))
+        except BrokenProcessPool:
+            killed.update(_kill_overdue(array, workers))
+            for job in flight.values():
+                if job.index in killed:
+                    limit = killed[job.index]
+                    yield failed(job, f"timed out: still running after its limit of {limit:.1f} s")
+                    continue
+                if not killed:
+                    attempts[job.index] += 1
+                if attempts[job.index] >= 2:
+                    yield failed(job, "the labelling process crashed on this image")
+                else:
+                    queue.append(job)
+            continue
+        except GeneratorExit:
+            # The consumer stopped reading (its own Ctrl-C): yield nothing more.
+            for future in flight:
+                future.cancel()
+            raise
+        except BaseException:
+            # Ctrl-C or a full disk: start nothing new, but keep what the workers are finishing
+            # (they ignore SIGINT), so no finished row is lost.
+            for future in flight:
+                future.cancel()
+            for future in flight:
+                if not future.cancelled():
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        break
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_overdue(array: Any, workers: int) -> dict[int, float]:
+    """SIGKILL every worker past its job's deadline; returns the jobs killed."""
+    now = time.time()
+    killed = {}
+    for slot in range(workers):
+        deadline, start, index, pid = array[slot * _FIELDS : slot * _FIELDS + _FIELDS]
+        if 0 < deadline < now and pid > 0:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            array[slot * _FIELDS] = 0.0
+            killed[int(index)] = deadline - start
+    return killed
+
+
+__all__ = ["run_pool", "set_deadline"]
