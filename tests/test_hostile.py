@@ -89,7 +89,7 @@ def deep_json(folder: Path, _: Fixtures) -> list[str]:
 
 
 def huge_numbers_json(folder: Path, _: Fixtures) -> list[str]:
-    cfg = {"trainer": {"batch_size": 1e23}, "model": {"head": {"hidden": [2_000_000_000]}}}
+    cfg = {"trainer": {"batch_size": 10**23}, "model": {"head": {"hidden": [2_000_000_000]}}}
     return _config(folder, json.dumps(cfg), "c.json")
 
 
@@ -187,6 +187,18 @@ def damaged_dataset_manifest(folder: Path, _: Fixtures) -> list[str]:
     return ["data", "synth", "--out", str(out), "--count", "3", "--size", "32", "--quiet"]
 
 
+def text_chunk_bomb_in_training(folder: Path, fx: Fixtures) -> list[str]:
+    bomb = folder / "bomb.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("junk", "A" * 200_000_000, zip=True)  # ~200 KB on disk
+    flat_logo(64).save(bomb, pnginfo=info)
+    manifest = folder / "m.csv"
+    _manifest(folder, fx, lambda lines: [*lines, f"{bomb},0.9"])
+    cfg = run_config(manifest, folder, trainer={"epochs": 1, "batch_size": 8})
+    (folder / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return ["train", str(folder / "c.yaml"), "--quiet"]
+
+
 def output_dir_is_a_file(folder: Path, fx: Fixtures) -> list[str]:
     (folder / "afile").write_text("not a folder")
     cfg = run_config(fx.manifest, folder / "afile", trainer={"epochs": 1, "batch_size": 8})
@@ -198,7 +210,11 @@ CASES = [
     Case("yaml-alias-bomb", alias_bomb, r"c\.yaml:\d+: too large to be a config"),
     Case("yaml-deep", deep_yaml, r"nested too deeply"),
     Case("json-deep", deep_json, r"c\.json: nested too deeply"),
-    Case("huge-numbers", huge_numbers_json, r"trainer\.batch_size: .*integer"),
+    Case(
+        "huge-numbers",
+        huge_numbers_json,
+        r"trainer\.batch_size: Input should be less than or equal to 1048576",
+    ),
     Case("huge-width", huge_numbers_json, r"model\.head\.hidden: every hidden width must be <="),
     Case("strict-bool", boolean_epochs, r"line 2: trainer\.epochs: expected a number"),
     Case("name-escapes-dir", escaping_name, r"line 3: output\.name: must be one folder name"),
@@ -220,6 +236,7 @@ CASES = [
     Case("deep-metadata", deep_metadata, r"damaged checkpoint metadata: nested too deeply"),
     Case("damaged-settings", damaged_dataset_settings, r"\.qp-dataset\.json: damaged"),
     Case("damaged-manifest", damaged_dataset_manifest, r"manifest\.csv: damaged, cannot continue"),
+    Case("png-text-bomb-train", text_chunk_bomb_in_training, r"bomb\.png: not a readable image"),
     Case("output-dir-is-a-file", output_dir_is_a_file, r"afile/run: cannot create this folder"),
 ]
 
