@@ -172,6 +172,10 @@ class TrainerConfig(StrictNumbers):
         None, ge=1, description="torch intra-op threads (null: torch's default)."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    strategy: Literal["auto", "single", "ddp"] = Field(
+        "auto",
+        description="auto: DDP under torchrun; single: one process; ddp: require torchrun.",
+    )
     augment: list[Literal["hflip", "vflip"]] = Field(
         default_factory=list,
         description="Random flips of training images (turns the feature cache off).",

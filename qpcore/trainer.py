@@ -51,6 +51,7 @@ from qpcore.config_io import dump_yaml
 from qpcore.data.dataset import LabelledData, cache_root
 from qpcore.data.manifest import Sample
 from qpcore.data.protocol import PROTOCOL, encode_params
+from qpcore.distributed import Distributed
 from qpcore.epoch_metrics import metric_mode
 from qpcore.errors import QPError
 from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
@@ -108,6 +109,8 @@ class RunState:
     #: What the run trains on, so a resume on changed data is refused.
     data_digest: str | None = None
     data_rows: dict[str, int] | None = None
+    #: Processes the run trains on; a resume must use as many.
+    world_size: int = 1
 
 
 def _better(value: float | None, best: float | None, mode: str, min_delta: float) -> bool:
@@ -179,17 +182,20 @@ class Trainer:
         self.cfg = cfg
         self._given_splits = splits
         self.registry = registry
-        self.run_dir = Path(run_dir)
-        self.quiet = quiet
+        # Under torchrun: every rank trains, rank 0 alone writes and reports.
+        self.dist = Distributed.start(cfg.trainer.strategy, cfg.trainer.device)
+        self.run_dir = Path(self.dist.agree(str(run_dir)))
+        self.quiet = quiet or not self.dist.main
         self.state = RunState()
         self.hooks = pluggy.PluginManager(hookspecs.PROJECT)
         self.hooks.add_hookspecs(hookspecs)
         self.monitors: dict[str, object] = {}
-        for ref in cfg.monitors:
+        for ref in cfg.monitors if self.dist.main else ():
             spec = registry.get("monitor", ref.name, at="monitors")
             name = ref.name if ref.name not in self.monitors else f"{ref.name}#{len(self.monitors)}"
             self.monitors[name] = spec.build(ref.params)
             self.hooks.register(self.monitors[name])
+        monitors = list(monitors) if self.dist.main else []
         for monitor in monitors:
             self.hooks.register(monitor)
         hooked = [*self.monitors.values(), *monitors]
@@ -201,6 +207,7 @@ class Trainer:
         self._last_good: Path | None = None
         self._retry_scale = 1.0
         self._resume: dict[str, Any] | None = None
+        self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
 
     def request_stop(self, reason: str) -> None:
         """End the run after the current batch (for monitors); the last finished
@@ -303,9 +310,13 @@ class Trainer:
             )
             return False
         paths = [s.image for rows in splits.values() for s in rows.samples]
+        if not self.dist.main:
+            self.dist.barrier()  # rank 0 fills the cache; the others then read it
         features, hit = model_features(
             model.backbones, paths, self.cfg.trainer.num_workers, self.device, not self.quiet
         )
+        if self.dist.main:
+            self.dist.barrier()
         start = 0
         for rows in splits.values():
             rows.features = features[start : start + len(rows)]
@@ -333,7 +344,8 @@ class Trainer:
         The run folder is locked for the whole fit: a second trainer on the same
         folder is refused at once, never interleaved with this one.
         """
-        with hold_folder(self.run_dir, "training run"):
+        lock = hold_folder(self.run_dir, "training run") if self.dist.main else nullcontext()
+        with lock:
             if self._resume is None and (self.run_dir / LAST).exists():
                 raise QPError(
                     f"{self.run_dir} already holds a run; continue it with "
@@ -342,7 +354,15 @@ class Trainer:
             return self._fit()
 
     def _check_resume(self) -> None:
-        """Refuse to continue a checkpoint in another run's folder or on other data."""
+        """Refuse to continue a checkpoint in another run's folder, on other data
+        or on another number of processes (the batches would change)."""
+        if self.state.world_size != self.dist.world:
+            raise QPError(
+                f"{self.run_dir} trained on {self.state.world_size} process(es), this resume "
+                f"runs on {self.dist.world}; a different count changes the global batch, so "
+                f"resume with torchrun --nproc_per_node {self.state.world_size} "
+                "(or 1 process: plain qp train --resume)"
+            )
         recorded = self.run_dir / RUN_FILE
         if recorded.is_file() and self.state.run_id is not None:
             try:
@@ -372,7 +392,7 @@ class Trainer:
         if tcfg.num_threads:
             torch.set_num_threads(tcfg.num_threads)
         self._seed()
-        self.device = pick_device(tcfg.device)
+        self.device = self.dist.device(pick_device(tcfg.device))
         self.data, self.splits = self._load_data()
         self.model = build_model(self.cfg, self.registry)
         # Computing features must not move the global RNG: a cold cache and a warm
@@ -399,14 +419,22 @@ class Trainer:
         if self._resume is not None:
             self._restore(self._resume)
             self._check_resume()
+        if self.dist.enabled:
+            # Model and loss in one module: DDP then averages the gradients of
+            # both (a loss may learn weights of its own).
+            self._ddp = torch.nn.parallel.DistributedDataParallel(
+                _Objective(self), device_ids=[self.device] if self.device.type == "cuda" else None
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self._resume is None:
-            self.state.run_id = uuid.uuid4().hex
+            self.state.world_size = self.dist.world
+            self.state.run_id = self.dist.agree(uuid.uuid4().hex)
             self.state.data_digest = data_fingerprint(self.splits)
             self.state.data_rows = {k: len(v) for k, v in self.splits.items()}
-            write_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg), "the run's config")
-            run_record = {"run_id": self.state.run_id, "data_digest": self.state.data_digest}
-            write_atomic(self.run_dir / RUN_FILE, json.dumps(run_record) + "\n", "the run record")
+            if self.dist.main:
+                write_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg), "the run's config")
+                record = {"run_id": self.state.run_id, "data_digest": self.state.data_digest}
+                write_atomic(self.run_dir / RUN_FILE, json.dumps(record) + "\n", "the run record")
         self._write_history()
         try:
             self.hooks.hook.qp_on_fit_start(run=self)
@@ -453,6 +481,7 @@ class Trainer:
         metrics["time_s"] = round(time.perf_counter() - started, 4)
         metrics["timestamp"] = datetime.now().astimezone().isoformat(timespec="seconds")
         stop = self._after_epoch(epoch, metrics)
+        self._agree_control()
         if self.control.action is not None:  # asked for at epoch end: the epoch is saved
             action, reason, _ = self.control.take()
             if action == "rollback":
@@ -544,17 +573,24 @@ class Trainer:
             self._save(f"epoch-{epoch:04d}.pt", epoch, metrics)
             self._prune(ckpt.keep_last)
         self._append_metrics(metrics)
+        self.dist.barrier()  # the checkpoint is on disk before any rank reads it
         return stop
 
     def _batches(self, epoch: int, split: str = "train") -> list[Tensor]:
+        """Row indices of each batch. Training batches are global (every rank
+        draws the same ones, then takes its slice); other splits are this
+        rank's contiguous share of the rows, in order."""
         rows = self.splits[split]
         size = self.cfg.trainer.batch_size
         if split != "train":
-            return list(torch.arange(len(rows)).split(size))
+            return list(self.dist.shard(torch.arange(len(rows)))[0].split(size))
         generator = torch.Generator().manual_seed(self.cfg.trainer.seed * 100_003 + epoch)
-        batches = list(torch.randperm(len(rows), generator=generator).split(size))
-        # BatchNorm cannot train on one row: a lone last row waits for the next epoch.
-        if len(batches) > 1 and len(batches[-1]) == 1 and self.cfg.model.head.batch_norm:
+        world = self.dist.world
+        batches = list(torch.randperm(len(rows), generator=generator).split(size * world))
+        # BatchNorm cannot train on one row, and under DDP every rank needs a
+        # slice: a last batch too small for that waits for the next epoch.
+        smallest = world * (2 if self.cfg.model.head.batch_norm else 1)
+        if len(batches) > 1 and len(batches[-1]) < smallest and (world > 1 or smallest > 1):
             batches.pop()
         return batches
 
@@ -617,23 +653,37 @@ class Trainer:
         preds, targets, loss_sum, count = [], [], 0.0, 0
         grad = torch.enable_grad() if training else torch.no_grad()
         clock = time.perf_counter
+        shards = [self.dist.shard(index) if training else (index, 1.0) for index in batches]
         with grad:
             self.optimizer.zero_grad(set_to_none=True)
-            inputs_of = iter(self._inputs(split, batches, epoch))
-            for b, index in enumerate(batches):
+            inputs_of = iter(self._inputs(split, [index for index, _ in shards], epoch))
+            for b, (index, weight) in enumerate(shards):
                 t0 = clock()
                 inputs = next(inputs_of)
                 t1 = clock()
                 target = rows.labels[index].to(self.device)
-                pred = self.forward(inputs, rows.params[index])
-                total, _ = split_loss_output(self.loss(pred, target))
-                t2 = t3 = t4 = clock()
-                norm = None
+                stepping = (b + 1) % accumulate == 0 or b + 1 == len(batches)
+                # Under DDP, gradients are averaged only on the step's last micro-batch.
+                sync = (
+                    self._ddp.no_sync()
+                    if self._ddp and training and not stepping
+                    else nullcontext()
+                )
+                with sync:
+                    if self._ddp is not None and training:
+                        pred, output = self._ddp(inputs, rows.params[index], target)
+                    else:
+                        pred = self.forward(inputs, rows.params[index])
+                        output = self.loss(pred, target)
+                    total, _ = split_loss_output(output)
+                    t2 = t3 = t4 = clock()
+                    norm = None
+                    if training:
+                        group = min(accumulate, len(batches) - (b // accumulate) * accumulate)
+                        (total * weight / group).backward()
+                        t3 = clock()
                 if training:
-                    group = min(accumulate, len(batches) - (b // accumulate) * accumulate)
-                    (total / group).backward()
-                    t3 = clock()
-                    if (b + 1) % accumulate == 0 or b + 1 == len(batches):
+                    if stepping:
                         norm = self._step()
                     t4 = clock()
                 value = float(total.detach())
@@ -655,15 +705,29 @@ class Trainer:
                     if norm is not None:
                         batch["grad_norm"] = norm
                     self.hooks.hook.qp_on_batch_end(run=self, epoch=epoch, batch=b, metrics=batch)
+                    self._agree_control()
                     if self.control.action is not None:
                         break
-        found = regression_metrics(torch.cat(preds).numpy(), torch.cat(targets).numpy())
+        # Every rank scores the whole epoch: the same metrics, the same decisions.
+        pred_all = self.dist.gather(torch.cat(preds) if preds else torch.zeros(0))
+        target_all = self.dist.gather(torch.cat(targets) if targets else torch.zeros(0))
+        sums = self.dist.gather(torch.tensor([[loss_sum, count]], dtype=torch.float64)).sum(0)
+        loss_sum, count = float(sums[0]), int(sums[1])
+        found = regression_metrics(pred_all.numpy(), target_all.numpy())
         return {
             f"{split}_loss": loss_sum / max(count, 1),
             f"{split}_mae": found["mae"],
             f"{split}_mse": found["mse"],
             f"{split}_pearson": found["pearson"],
         }
+
+    def _agree_control(self) -> None:
+        """Monitors run on rank 0: its pending request becomes every rank's."""
+        if self.dist.enabled:
+            request = (self.control.action, self.control.reason, self.control.lr_factor)
+            self.control.action, self.control.reason, self.control.lr_factor = self.dist.agree(
+                request
+            )
 
     def _step(self) -> float | None:
         """One optimizer step; returns the gradient norm when clipping or a
@@ -702,8 +766,9 @@ class Trainer:
                 results[split] = {"rows": len(self.splits[split]), **self.score(split)}
         if self.cfg.evaluators and len(self.splits["test"]) and best is not None:
             results["evaluation"] = str(self._evaluate_test())
-        path = self.run_dir / "results.json"
-        write_atomic(path, json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
+        if self.dist.main:
+            path = self.run_dir / "results.json"
+            write_atomic(path, json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
         return results
 
     def score(self, split: str) -> dict[str, float | None]:
@@ -714,11 +779,14 @@ class Trainer:
         """The config's evaluators on the test split into ``eval/metrics.json``
         (returned); their report sections wait for :meth:`_write_report`."""
         rows = self.splits["test"]
-        data = EvalData(self.predict_split("test"), rows.labels.numpy().astype(float), rows.samples)
+        predictions = self.predict_split("test")  # on every rank: it gathers
+        folder = self.run_dir / "eval"
+        if not self.dist.main:
+            return folder / "metrics.json"
+        data = EvalData(predictions, rows.labels.numpy().astype(float), rows.samples)
         sections: list[Section] | None = [] if self.cfg.output.report else None
         report = run_evaluators(data, self.cfg.evaluators, self.registry, sections)
         report["split"] = "test"
-        folder = self.run_dir / "eval"
         folder.mkdir(exist_ok=True)
         path = folder / "metrics.json"
         write_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n", "the metrics")
@@ -764,7 +832,7 @@ class Trainer:
                 self.forward(inputs, rows.params[index]).cpu()
                 for index, inputs in zip(batches, self._inputs(split, batches, 0), strict=True)
             ]
-        return torch.cat(preds).numpy()
+        return self.dist.gather(torch.cat(preds) if preds else torch.zeros(0)).numpy()
 
     # --- checkpoints and logs ----------------------------------------------
 
@@ -793,6 +861,8 @@ class Trainer:
     ) -> None:
         """Write a checkpoint; ``training=False`` leaves out what only a resume
         needs (optimizer moments, RNG states), halving a file meant for serving."""
+        if not self.dist.main:
+            return
         model_state = self.model_state()
         meta = CheckpointMeta(
             config=self.cfg.to_dict(),
@@ -851,6 +921,8 @@ class Trainer:
         random.setstate(_python_from(json.loads(rng["python"])))
 
     def _prune(self, keep: int) -> None:
+        if not self.dist.main:
+            return
         periodic = sorted(self.run_dir.glob("epoch-*.pt"))
         for old in periodic[:-keep]:
             old.unlink(missing_ok=True)
@@ -858,10 +930,14 @@ class Trainer:
     def _write_history(self) -> None:
         """``metrics.jsonl`` from the state: a resume drops lines of epochs the
         checkpoint does not know (written after it, before the crash)."""
+        if not self.dist.main:
+            return
         lines = "".join(json.dumps(finite(m), allow_nan=False) + "\n" for m in self.state.history)
         write_atomic(self.run_dir / "metrics.jsonl", lines, "the metrics")
 
     def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
+        if not self.dist.main:
+            return
         path = self.run_dir / "metrics.jsonl"
         with disk_full_as_error(path, "the metrics"), open(path, "a") as handle:
             handle.write(json.dumps(finite(metrics), allow_nan=False) + "\n")
@@ -871,6 +947,20 @@ class Trainer:
     def _say(self, text: str) -> None:
         if not self.quiet:
             print(text, flush=True)
+
+
+class _Objective(torch.nn.Module):
+    """The model's forward and the loss as one module, for DDP to wrap."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self.model = trainer.model
+        self.loss = trainer.loss
+        self._forward = trainer.forward
+
+    def forward(self, inputs: Any, params: Tensor, target: Tensor) -> tuple[Tensor, Any]:
+        pred = self._forward(inputs, params)
+        return pred, self.loss(pred, target)
 
 
 def finite(value: Any) -> Any:
