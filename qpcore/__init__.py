@@ -12,11 +12,12 @@ from qpcore.errors import (
     UnknownComponentError,
 )
 from qpcore.hookspecs import hookimpl
-from qpcore.params import DatasetParams, NoParams, Params, SchedulerParams
+from qpcore.params import DatasetParams, ExecutorParams, NoParams, Params, SchedulerParams
 from qpcore.specs import (
     BackboneSpec,
     DatasetSpec,
     EvaluatorSpec,
+    ExecutorSpec,
     LossSpec,
     MonitorSpec,
     OptimizerSpec,
@@ -48,6 +49,8 @@ __all__ = [
     "DatasetParams",
     "DatasetSpec",
     "EvaluatorSpec",
+    "ExecutorParams",
+    "ExecutorSpec",
     "LossSpec",
     "MonitorSpec",
     "NoParams",

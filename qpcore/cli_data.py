@@ -15,6 +15,7 @@ from qpcore.data.jobs import Job, label_jobs, synth_jobs
 from qpcore.data.labeler import ERRORS, MANIFEST, Summary, run_jobs
 from qpcore.data.protocol import MAX_PIXELS
 from qpcore.errors import QPError
+from qpcore.executor import Executor, build_executor
 
 if TYPE_CHECKING:
     from qpcore.data.corpus import Source
@@ -62,6 +63,17 @@ SIZE = click.option(
     help="Canvas size in pixels.",
 )
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+EXECUTOR = click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Where labelling runs: an executor plugin (local, ray; `qp plugins --kind executor`).",
+)
+ADDRESS = click.option(
+    "--address",
+    help="Cluster for executors that join one: auto, or ray://HOST:PORT (default: a private "
+    "local instance).",
+)
 
 
 @click.group()
@@ -86,16 +98,16 @@ def _run(
     jobs: list[Job],
     out: Path,
     settings: dict[str, Any],
-    workers: int,
     max_pixels: int,
     quiet: bool,
     timeout: float | None,
+    executor: Executor,
 ) -> None:
     ctx = click.get_current_context()
     if not jobs:
         raise click.UsageError("nothing to label: no input images")
     summary = run_jobs(
-        jobs, out, settings, workers, max_pixels, progress=not quiet, timeout=timeout
+        jobs, out, settings, 0, max_pixels, not quiet, timeout=timeout, executor=executor
     )
     click.echo(_describe(summary, out), err=True)
     if summary.interrupted:
@@ -143,6 +155,8 @@ def _describe(s: Summary, out: Path) -> str:
     help="Larger images are rejected (decompression bombs).",
 )
 @TIMEOUT
+@EXECUTOR
+@ADDRESS
 @QUIET
 def label(
     inputs: tuple[str, ...],
@@ -153,6 +167,8 @@ def label(
     workers: int,
     max_pixels: int,
     timeout: float | None,
+    executor: str,
+    address: str | None,
     quiet: bool,
 ) -> None:
     """Label images: INPUT... are files, folders (searched recursively) or globs.
@@ -164,7 +180,8 @@ def label(
     _check_track(track, per_image)
     jobs = label_jobs(inputs, track, per_image, seed)  # type: ignore[arg-type]
     settings = {"kind": "label", "track": track, "per_image": per_image, "seed": seed}
-    _run(jobs, out, settings, workers, max_pixels, quiet, timeout)
+    runner = build_executor(executor, workers=workers, address=address)
+    _run(jobs, out, settings, max_pixels, quiet, timeout, runner)
 
 
 @data.command()
@@ -176,6 +193,8 @@ def label(
 @SIZE
 @WORKERS
 @TIMEOUT
+@EXECUTOR
+@ADDRESS
 @QUIET
 def synth(
     out: Path,
@@ -186,6 +205,8 @@ def synth(
     size: int,
     workers: int,
     timeout: float | None,
+    executor: str,
+    address: str | None,
     quiet: bool,
 ) -> None:
     """Generate COUNT logo-like images and label them.
@@ -196,7 +217,8 @@ def synth(
     _check_track(track, per_image)
     jobs = synth_jobs(count, track, per_image, seed, size)  # type: ignore[arg-type]
     settings = {"kind": "synth", "track": track, "per_image": per_image, "seed": seed, "size": size}
-    _run(jobs, out, settings, workers, MAX_PIXELS, quiet, timeout)
+    runner = build_executor(executor, workers=workers, address=address)
+    _run(jobs, out, settings, MAX_PIXELS, quiet, timeout, runner)
 
 
 @data.command()

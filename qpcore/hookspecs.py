@@ -20,6 +20,7 @@ from qpcore.specs import (
     BackboneSpec,
     DatasetSpec,
     EvaluatorSpec,
+    ExecutorSpec,
     LossSpec,
     MonitorSpec,
     OptimizerSpec,
@@ -134,6 +135,21 @@ def qp_register_datasets() -> Iterable[DatasetSpec]:
         >>> @hookimpl
         ... def qp_register_datasets():
         ...     return [DatasetSpec("manifest", load_manifest, params=ManifestParams)]
+    """
+
+
+@hookspec
+def qp_register_executors() -> Iterable[ExecutorSpec]:
+    """Return the executors (where labelling jobs run) this plugin provides.
+
+    Returns:
+        Records whose factory is ``factory(params)``, returning an object
+        that implements :class:`qpcore.executor.Executor`.
+
+    Example:
+        >>> @hookimpl
+        ... def qp_register_executors():
+        ...     return [ExecutorSpec("ray", RayExecutor, params=RayParams)]
     """
 
 

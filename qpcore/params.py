@@ -99,6 +99,14 @@ class SchedulerParams(Params):
     )
 
 
+class ExecutorParams(Params):
+    """Base of every executor's params: how many workers to use."""
+
+    workers: int = Field(
+        0, ge=0, description="Worker processes (0: one per core, or the whole cluster)."
+    )
+
+
 class DatasetParams(Params):
     """Base of every dataset's params: how its rows split into train/val/test.
 

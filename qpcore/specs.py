@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from qpcore.errors import PluginError, QPError
-from qpcore.params import DatasetParams, NoParams, Params, SchedulerParams
+from qpcore.params import DatasetParams, ExecutorParams, NoParams, Params, SchedulerParams
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
-Kind = Literal["loss", "scheduler", "optimizer", "evaluator", "monitor", "backbone", "dataset"]
+Kind = Literal[
+    "loss", "scheduler", "optimizer", "evaluator", "monitor", "backbone", "dataset", "executor"
+]
 
 #: Every component kind, in the order ``qp plugins`` lists them.
 KINDS: tuple[Kind, ...] = (
@@ -28,6 +30,7 @@ KINDS: tuple[Kind, ...] = (
     "scheduler",
     "monitor",
     "evaluator",
+    "executor",
 )
 
 #: English plural of each kind, for messages ("Available losses: ...").
@@ -39,6 +42,7 @@ PLURALS: dict[str, str] = {
     "monitor": "monitors",
     "backbone": "backbones",
     "dataset": "datasets",
+    "executor": "executors",
 }
 
 
@@ -170,6 +174,20 @@ class MonitorSpec(ComponentSpec):
 
 
 @dataclass(frozen=True)
+class ExecutorSpec(ComponentSpec):
+    """Where data-parallel work runs: ``factory(params)`` returns an object with
+    ``run(todo, call, failed, limit)`` (see :class:`qpcore.executor.Executor`).
+    Its params derive from :class:`qpcore.ExecutorParams` (``workers``)."""
+
+    kind: ClassVar[Kind] = "executor"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not issubclass(self.params, ExecutorParams):
+            raise TypeError(f"executor {self.name!r}: params must derive from ExecutorParams")
+
+
+@dataclass(frozen=True)
 class BackboneSpec(ComponentSpec):
     """A feature extractor: ``factory(params) -> torch.nn.Module``.
 
@@ -212,6 +230,7 @@ SPEC_TYPES: dict[Kind, type[ComponentSpec]] = {
         MonitorSpec,
         BackboneSpec,
         DatasetSpec,
+        ExecutorSpec,
     )
 }
 
@@ -223,6 +242,7 @@ __all__ = [
     "ComponentSpec",
     "DatasetSpec",
     "EvaluatorSpec",
+    "ExecutorSpec",
     "Kind",
     "LossSpec",
     "MonitorSpec",

@@ -35,7 +35,7 @@ def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 def test_every_hook_is_documented() -> None:
     text = (DOCS / "plugins.md").read_text()
     hooks = [name for name in dir(hookspecs) if name.startswith("qp_")]
-    assert len(hooks) == 13
+    assert len(hooks) == 14
     assert [h for h in hooks if f"`{h}(" not in text] == []
 
 
@@ -56,6 +56,7 @@ def test_every_config_key_is_documented() -> None:
         ("backbone", "model.md"),
         ("evaluator", "evaluation.md"),
         ("monitor", "monitors.md"),
+        ("executor", "data.md"),
     ],
 )
 def test_every_builtin_and_param_is_documented(kind: str, doc: str) -> None:

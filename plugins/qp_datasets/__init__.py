@@ -22,6 +22,7 @@ from qpcore.data.labeler import MANIFEST, run_jobs
 from qpcore.data.manifest import read_manifest
 from qpcore.data.protocol import PROTOCOL
 from qpcore.data.synth import GENERATOR_VERSION
+from qpcore.executor import build_executor
 
 
 class ManifestParams(DatasetParams):
@@ -34,6 +35,12 @@ class LabelParams(DatasetParams):
     per_image: int = Field(1, ge=1, description="Labels per image (random track).")
     seed: int = Field(0, ge=0, description="Seed of the parameter draws.")
     workers: int = Field(0, ge=0, description="Labelling processes (0: one per core).")
+    executor: str = Field(
+        "local", description="Where labelling runs: an executor plugin (local, ray)."
+    )
+    address: str | None = Field(
+        None, description="Cluster address for executors that take one (ray)."
+    )
     cache_dir: str | None = Field(
         None, description="Cache folder (null: QP_CACHE_DIR or ~/.cache/qpcore)."
     )
@@ -63,7 +70,8 @@ def _cached(
     root = Path(params.cache_dir) if params.cache_dir else cache_root()
     folder = root / f"{kind}-{digest}"
     settings = {"kind": kind, **identity}
-    summary = run_jobs(jobs, folder, settings, params.workers, progress=True)
+    executor = build_executor(params.executor, workers=params.workers, address=params.address)
+    summary = run_jobs(jobs, folder, settings, progress=True, executor=executor)
     if summary.interrupted:
         raise KeyboardInterrupt
     if summary.errors:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
+
+from PIL import Image
 
 from qpcore.data.jobs import Job
 from qpcore.data.manifest import (
@@ -31,7 +32,7 @@ from qpcore.data.manifest import (
     iter_raw_rows,
     rows_to_csv,
 )
-from qpcore.data.pool import run_pool, set_deadline
+from qpcore.data.pool import LocalPool, TimeLimit
 from qpcore.data.protocol import (
     MAX_PIXELS,
     PROTOCOL,
@@ -41,6 +42,7 @@ from qpcore.data.protocol import (
     load_image,
 )
 from qpcore.errors import QPError
+from qpcore.executor import Executor
 from qpcore.fileio import (
     DiskFull,
     disk_full_as_error,
@@ -139,14 +141,28 @@ def auto_timeout(pixels: int, labels: int) -> float:
     return AUTO_TIMEOUT_S + AUTO_TIMEOUT_PER_MP * pixels / 1e6 * max(labels, 1)
 
 
-def run_job(
-    job: Job, out_dir: str, max_pixels: int = MAX_PIXELS, timeout: float | None = None
-) -> JobResult:
-    """Label one image with each of its params; never raises for a bad image.
+def time_limit(timeout: float | None) -> TimeLimit:
+    """The per-image limit of ``--timeout``: seconds, None (automatic) or 0 (none)."""
+    if timeout == 0:
+        return TimeLimit()
+    if timeout is not None:
+        return TimeLimit(floor=timeout)
+    return TimeLimit(floor=AUTO_TIMEOUT_S, of=_auto_limit)
 
-    ``timeout`` (seconds per image; None: :func:`auto_timeout`; 0: none) is
-    enforced by the pool that runs the job (:mod:`qpcore.data.pool`).
-    """
+
+def _auto_limit(job: Job) -> float:
+    pixels = job.size * job.size
+    if job.origin is not None:
+        try:  # the header only: this runs in the parent, for a job already slow
+            with Image.open(job.origin) as image:
+                pixels = image.size[0] * image.size[1]
+        except (OSError, ValueError, SyntaxError):
+            pixels = MAX_PIXELS
+    return auto_timeout(pixels, len(job.params))
+
+
+def run_job(job: Job, out_dir: str, max_pixels: int = MAX_PIXELS) -> JobResult:
+    """Label one image with each of its params; never raises for a bad image."""
     try:
         target = Path(out_dir) / job.name
         source = job.source
@@ -158,8 +174,6 @@ def run_job(
             synth = generate(job.synth_seed or 0, job.index, job.size)
             pixels = composite_white(synth.image)
             source = synth.source
-        if timeout is None:
-            set_deadline(auto_timeout(pixels.shape[0] * pixels.shape[1], len(job.params)))
         labels = [label_pixels(pixels, params) for params in job.params]
         if job.origin is not None:
             _copy_atomic(job.origin, target)
@@ -278,15 +292,18 @@ class DatasetWriter:
             write_atomic(self.manifest, rows_to_csv(ranked, header=True))
         if not had_errors:
             self.errors.unlink(missing_ok=True)
+            return
+        # errors.csv in job order too: the same file whatever finished first.
+        by_input = {(job.origin or job.name): job.index for job in jobs}
+        with self.errors.open(encoding="utf-8", newline="") as handle:
+            failures = list(csv.reader(handle))[1:]
+        failures.sort(key=lambda row: by_input.get(row[0] if row else "", len(by_input)))
+        text = "image,error\n" + "".join(error_line(*row[:2]) for row in failures if len(row) >= 2)
+        write_atomic(self.errors, text, "errors.csv")
 
 
 def _failed(job: Job, error: str) -> JobResult:
     return JobResult(job, error=error)
-
-
-def _in_process(todo: Sequence[Job], worker: Callable[[Job], JobResult]) -> Iterator[JobResult]:
-    for job in todo:
-        yield worker(job)
 
 
 def run_jobs(
@@ -298,6 +315,7 @@ def run_jobs(
     progress: bool = True,
     on_result: Callable[[JobResult], None] | None = None,
     timeout: float | None = None,
+    executor: Executor | None = None,
 ) -> Summary:
     """Label ``jobs`` into ``out_dir`` (``manifest.csv``, ``images/``, ``errors.csv``).
 
@@ -306,7 +324,7 @@ def run_jobs(
         out_dir: The dataset folder; created if needed, continued if it exists.
         settings: What made these jobs (track, seed, ...): a folder made with
             other settings is refused rather than mixed.
-        workers: Worker processes (0: one per core).
+        workers: Worker processes of the default ``local`` executor (0: one per core).
         max_pixels: Larger images are rejected (decompression bombs).
         progress: Show a progress bar (on a terminal).
         on_result: Called with each finished result (tests, custom logging).
@@ -314,19 +332,22 @@ def run_jobs(
             recorded as timed out (None: :func:`auto_timeout`; 0: no limit).
             Only a worker process can be stopped, so ``workers=1`` labels in
             a worker too, except with ``timeout=0`` (in this process, unlimited).
+        executor: Where the jobs run (an ``executor`` plugin, e.g. Ray);
+            default: local processes. Every executor gives the same files.
 
     Returns:
         The run's summary; ``interrupted`` is true after Ctrl-C or SIGTERM.
     """
     with hold_folder(out_dir, "labelling run"):
-        return _run_jobs(jobs, out_dir, settings, workers, max_pixels, progress, on_result, timeout)
+        runner = executor or LocalPool(workers)
+        return _run_jobs(jobs, out_dir, settings, runner, max_pixels, progress, on_result, timeout)
 
 
 def _run_jobs(
     jobs: Sequence[Job],
     out_dir: Path,
     settings: dict[str, Any],
-    workers: int,
+    executor: Executor,
     max_pixels: int,
     progress: bool,
     on_result: Callable[[JobResult], None] | None,
@@ -338,7 +359,6 @@ def _run_jobs(
     done = writer.recover(jobs)
     todo = [job for job in jobs if job.name not in done]
     summary = Summary(jobs=len(jobs), skipped=len(jobs) - len(todo), dropped=writer.dropped)
-    workers = workers or os.cpu_count() or 1
     start = time.perf_counter()
     rows_out, errors_out = writer.open()
     bar = tqdm(
@@ -353,15 +373,8 @@ def _run_jobs(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     full: DiskFull | None = None
     try:
-        call = partial(run_job, out_dir=str(out_dir), max_pixels=max_pixels, timeout=timeout)
-        first = timeout if timeout else math.inf
-        if timeout is None:  # until the job knows its image's size
-            first = auto_timeout(max_pixels, max((len(j.params) for j in todo), default=1))
-        results = (
-            _in_process(todo, call)
-            if workers == 1 and timeout == 0
-            else run_pool(todo, workers, call, _failed, first)
-        )
+        call = partial(run_job, out_dir=str(out_dir), max_pixels=max_pixels)
+        results = executor.run(todo, call, _failed, time_limit(timeout))
         with disk_full_as_error(writer.manifest, "the manifest"):
             for result in results:
                 if result.error is None:

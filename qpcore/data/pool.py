@@ -3,11 +3,10 @@
 ``concurrent.futures`` gives the pool; this module adds what a long labelling run
 on untrusted images needs and the executor does not:
 
-* **A deadline per job.** A worker writes its job's deadline into shared memory
-  when it starts (and may move it once it knows the image's size); the parent
-  kills a worker past its deadline with SIGKILL. Nothing inside the worker
-  could do it: vtracer holds the GIL for the whole trace, so no Python thread
-  or signal handler runs until it returns.
+* **A time limit per job.** A worker writes into shared memory which job it
+  started and when; the parent kills a worker past its job's limit with
+  SIGKILL. Nothing inside the worker could do it: vtracer holds the GIL for
+  the whole trace, so no Python thread or signal handler runs until it returns.
 * **Workers die with their parent**, kill -9 included (``PR_SET_PDEATHSIG`` on
   Linux, a watch on the parent's pid elsewhere), instead of idling forever.
 * **A crashed worker** (a segfault in native code) breaks the pool: it is rebuilt
@@ -30,13 +29,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 R = TypeVar("R")
 
 #: Seconds between the parent's looks at the workers' deadlines.
 POLL_S = 0.25
-_FIELDS = 4  # per worker slot: deadline (epoch seconds, 0 = idle), start, job index, pid
+_FIELDS = 3  # per worker slot: start (epoch seconds, 0 = idle), job index, pid
 
 _slot: tuple[Any, int] | None = None  # (shared array, slot index), in a worker only
 
@@ -46,6 +46,33 @@ class Indexed(Protocol):
 
 
 J = TypeVar("J", bound=Indexed)
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """Seconds each job may run: ``of(job)``, never less than ``floor``.
+
+    ``of`` may cost something (reading an image header), so executors ask for
+    it only once a job has run for ``floor`` seconds.
+    """
+
+    floor: float = math.inf
+    of: Callable[[Any], float] | None = None
+
+    def overdue(self, job: Any, elapsed: float) -> float | None:
+        """The job's limit when ``elapsed`` is past it, else None."""
+        if elapsed <= self.floor:
+            return None
+        limit = self.of(job) if self.of is not None else self.floor
+        return limit if elapsed > limit else None
+
+
+def timed_out(limit: float) -> str:
+    """The error of a job stopped at its limit (the same text for every executor)."""
+    return f"timed out: still running after its limit of {limit:.1f} s"
+
+
+CRASHED = "the labelling process crashed on this image"
 
 
 def _die_with_parent() -> None:
@@ -69,31 +96,22 @@ def _init_worker(array: Any, counter: Any) -> None:
     global _slot
     # Ctrl-C reaches the whole process group; only the parent decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent's SIGTERM handler (stop cleanly) is inherited by fork: a pool
+    # stopping its workers with SIGTERM must just end them.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    array[index * _FIELDS + 3] = os.getpid()
+    array[index * _FIELDS + 2] = os.getpid()
     _slot = (array, index)
 
 
-def set_deadline(seconds: float) -> None:
-    """Limit the running job to ``seconds`` from its start (``inf``: no limit).
-
-    A no-op outside a pool worker (in-process runs have no time limit).
-    """
+def _run(call: Callable[[Any], R], job: Indexed) -> R:
     if _slot is not None:
         array, index = _slot
-        start = array[index * _FIELDS + 1]
-        array[index * _FIELDS] = start + seconds if math.isfinite(seconds) else math.inf
-
-
-def _run(call: Callable[[Any], R], job: Indexed, first_deadline: float) -> R:
-    if _slot is not None:
-        array, index = _slot
-        array[index * _FIELDS + 1] = time.time()
-        array[index * _FIELDS + 2] = job.index
-        set_deadline(first_deadline)
+        array[index * _FIELDS + 1] = job.index
+        array[index * _FIELDS] = time.time()
     try:
         return call(job)
     finally:
@@ -106,7 +124,7 @@ def run_pool(
     workers: int,
     call: Callable[[J], R],
     failed: Callable[[J, str], R],
-    first_deadline: float = math.inf,
+    limit: TimeLimit = TimeLimit(),
 ) -> Iterator[R]:
     """``call(job)`` for each job in worker processes; results as they finish.
 
@@ -115,8 +133,7 @@ def run_pool(
         workers: Worker processes.
         call: A picklable function (module level, or a partial of one).
         failed: Makes the result of a job that crashed or ran out of time.
-        first_deadline: Seconds a job has when it starts; the job may change it
-            with :func:`set_deadline`.
+        limit: How long a job may run before its worker is killed.
     """
     queue = list(reversed(todo))
     attempts: Counter[int] = Counter()
@@ -133,24 +150,22 @@ def run_pool(
             while queue or flight:
                 while queue and len(flight) < 4 * workers:
                     job = queue.pop()
-                    flight[pool.submit(_run, call, job, first_deadline)] = job
+                    flight[pool.submit(_run, call, job)] = job
                 finished, _ = wait(flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in finished:
                     result = future.result()  # raises for a broken pool: keep the job
                     del flight[future]
                     yield result
-                killed.update(_kill_overdue(array, workers))
+                killed.update(_kill_overdue(array, workers, flight, limit))
         except BrokenProcessPool:
-            killed.update(_kill_overdue(array, workers))
             for job in flight.values():
                 if job.index in killed:
-                    limit = killed[job.index]
-                    yield failed(job, f"timed out: still running after its limit of {limit:.1f} s")
+                    yield failed(job, timed_out(killed[job.index]))
                     continue
                 if not killed:
                     attempts[job.index] += 1
                 if attempts[job.index] >= 2:
-                    yield failed(job, "the labelling process crashed on this image")
+                    yield failed(job, CRASHED)
                 else:
                     queue.append(job)
             continue
@@ -175,20 +190,52 @@ def run_pool(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _kill_overdue(array: Any, workers: int) -> dict[int, float]:
-    """SIGKILL every worker past its job's deadline; returns the jobs killed."""
+class LocalPool:
+    """The ``local`` executor: :func:`run_pool` on this machine's cores.
+
+    One worker and no time limit label in the calling process, with no pool
+    at all (a worker process is the only thing a time limit can stop).
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(
+        self,
+        todo: Sequence[J],
+        call: Callable[[J], R],
+        failed: Callable[[J, str], R],
+        limit: TimeLimit,
+    ) -> Iterator[R]:
+        if self.workers == 1 and math.isinf(limit.floor):
+            return (call(job) for job in todo)
+        return run_pool(todo, self.workers, call, failed, limit)
+
+
+def _kill_overdue(
+    array: Any, workers: int, flight: dict[Any, Any], limit: TimeLimit
+) -> dict[int, float]:
+    """SIGKILL every worker past its job's limit; returns the jobs killed."""
     now = time.time()
+    running = {job.index: job for job in flight.values()}
     killed = {}
     for slot in range(workers):
-        deadline, start, index, pid = array[slot * _FIELDS : slot * _FIELDS + _FIELDS]
-        if 0 < deadline < now and pid > 0:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            array[slot * _FIELDS] = 0.0
-            killed[int(index)] = deadline - start
+        start, index, pid = array[slot * _FIELDS : slot * _FIELDS + _FIELDS]
+        job = running.get(int(index))
+        if start <= 0 or pid <= 0 or job is None:
+            continue
+        over = limit.overdue(job, now - start)
+        if over is None:
+            continue
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        array[slot * _FIELDS] = 0.0
+        killed[int(index)] = over
     return killed
 
 
-__all__ = ["run_pool", "set_deadline"]
+__all__ = ["CRASHED", "LocalPool", "TimeLimit", "run_pool", "timed_out"]

@@ -1,0 +1,101 @@
+"""Executors: ``local`` processes and ``ray`` give the same datasets, byte for byte.
+
+The Ray tests start a private local Ray (2 CPUs) themselves; no cluster is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from test_labeler import make_inputs
+
+from qpcore.cli import cli
+from qpcore.data.pool import CRASHED, TimeLimit
+from qpcore.executor import build_executor
+
+from imaging import flat_logo, save
+
+
+def label(inputs: Path, out: Path, *extra: str) -> str:
+    args = ["data", "label", str(inputs), "--out", str(out), "--track", "random"]
+    args += ["--per-image", "2", "--workers", "2", "--timeout", "1", "-q", *extra]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stderr
+
+
+def test_ray_and_local_write_the_same_dataset(tmp_path: Path) -> None:
+    inputs = make_inputs(tmp_path / "in", 24)
+    (inputs / "broken.png").write_bytes(b"not an image")
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(inputs / "slow.png")  # seconds in vtracer: past 1 s
+    label(inputs, tmp_path / "local")
+    said = label(inputs, tmp_path / "ray", "--executor", "ray")
+    assert "2 failed" in said
+    for name in ("manifest.csv", "errors.csv"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    errors = (tmp_path / "ray" / "errors.csv").read_text()
+    assert "broken.png,not a readable image" in errors
+    assert "slow.png,timed out: still running after its limit of 1.0 s" in errors
+    local_images = sorted(p.name for p in (tmp_path / "local" / "images").iterdir())
+    assert sorted(p.name for p in (tmp_path / "ray" / "images").iterdir()) == local_images
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    marker: str
+
+
+def dies_once_or_always(job: Job) -> str:
+    """Kills its own worker: job 1 on its first attempt only, job 2 every time."""
+    marker = Path(job.marker)
+    if job.index == 2 or (job.index == 1 and not marker.exists()):
+        marker.touch()
+        os._exit(1)
+    return f"done {job.index}"
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_a_killed_worker_is_retried_once(name: str, tmp_path: Path) -> None:
+    if name == "ray":
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    executor = build_executor(name, workers=2)
+    jobs = [Job(i, str(tmp_path / f"marker-{i}")) for i in range(4)]
+    results: dict[int, str] = {}
+    failed = lambda job, error: (job.index, error)  # noqa: E731
+    for result in executor.run(jobs, dies_once_or_always, failed, TimeLimit()):
+        index, text = result if isinstance(result, tuple) else (int(result.split()[1]), result)
+        results[index] = text
+    assert results == {0: "done 0", 1: "done 1", 2: CRASHED, 3: "done 3"}
+
+
+def test_a_missing_ray_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    save(flat_logo(64), tmp_path / "a.png")
+    script = (
+        "import sys; sys.modules['ray'] = None\n"  # what a machine without Ray sees
+        "from qpcore.cli import main; sys.argv = ['qp'] + sys.argv[1:]; main()\n"
+    )
+    args = [
+        "data",
+        "label",
+        str(tmp_path / "a.png"),
+        "--out",
+        str(tmp_path / "o"),
+        "--executor",
+        "ray",
+    ]
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'qpcore[ray]'" in result.stderr and "Traceback" not in result.stderr
