@@ -170,8 +170,19 @@ def to_8bit(image: Image.Image) -> Image.Image:
 
 
 def composite_white(image: Image.Image) -> np.ndarray:
-    """RGBA over an opaque white background, as 8-bit RGB (steps 1 and 3)."""
-    rgba = to_8bit(image).convert("RGBA")
+    """RGBA over an opaque white background, as 8-bit RGB (steps 1 and 3).
+
+    An opaque image is its own composite, so it skips the compositing (the
+    same pixels, a millisecond less per label on the labeller's hot path).
+    """
+    image = to_8bit(image)
+    if image.mode == "RGB":
+        return np.asarray(image)
+    if image.mode == "RGBA":
+        pixels = np.asarray(image)
+        if pixels[:, :, 3].min() == 255:
+            return np.ascontiguousarray(pixels[:, :, :3])
+    rgba = image.convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
 
