@@ -52,10 +52,8 @@ def train(file: Path | None, overrides: tuple[str, ...], resume: Path | None, qu
         cfg = load_run_config(file, overrides, registry)
         run_dir = new_run_dir(cfg.output.dir, cfg.output.name)
         trainer = Trainer(cfg, registry, run_dir, quiet=quiet)
-    try:
-        results = trainer.fit()
-    finally:
-        trainer.dist.close()
+    results = trainer.fit()  # after an error, the process ends and torchrun ends the rest
+    trainer.dist.close()
     if not trainer.dist.main:
         return  # rank 0 speaks for a torchrun job
     if results.get("best_epoch") is None:

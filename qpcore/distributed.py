@@ -117,7 +117,10 @@ class Distributed:
         return box[0]
 
     def close(self) -> None:
+        """Leave the group once every rank is done (a rank tearing down its
+        group while another still talks to it aborts in gloo's threads)."""
         if self.enabled and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
