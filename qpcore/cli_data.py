@@ -263,6 +263,8 @@ def info(manifests: tuple[Path, ...], hist: Path | None) -> None:
 @SEED
 @WORKERS
 @SIZE
+@EXECUTOR
+@ADDRESS
 @QUIET
 @click.option("--list", "list_only", is_flag=True, help="Print the source table and exit.")
 def corpus(
@@ -272,6 +274,8 @@ def corpus(
     seed: int,
     workers: int,
     size: int,
+    executor: str,
+    address: str | None,
     quiet: bool,
     list_only: bool,
 ) -> None:
@@ -298,6 +302,7 @@ def corpus(
         workers=workers,
         progress=not quiet,
         echo=lambda line: click.echo(line, err=True),
+        executor=build_executor(executor, workers=workers, address=address),
     )
     ctx = click.get_current_context()
     if result.interrupted:

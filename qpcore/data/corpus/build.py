@@ -35,6 +35,7 @@ from qpcore.data.corpus.stage import (
 from qpcore.data.jobs import Job, params_for
 from qpcore.data.labeler import MANIFEST, Summary, claim_folder, run_jobs
 from qpcore.data.protocol import PROTOCOL
+from qpcore.executor import Executor
 
 SETTINGS = ".qp-corpus.json"
 #: Bump when a change of code changes which images a build makes (picks, colours,
@@ -192,6 +193,7 @@ def build_corpus(
     cache: Path | None = None,
     npm: str = "npm",
     echo: Callable[[str], None] = lambda _: None,
+    executor: Executor | None = None,
 ) -> CorpusResult:
     """Fetch, render and label the corpus into ``out``; safe to interrupt and re-run.
 
@@ -246,7 +248,9 @@ def build_corpus(
         folder = out / track
         jobs = track_jobs(staged, out, track, per_image, seed)
         label_settings = {**settings, "track": track, "per_image": per_image}
-        summary = run_jobs(jobs, folder, label_settings, workers, progress=progress)
+        summary = run_jobs(
+            jobs, folder, label_settings, workers, progress=progress, executor=executor
+        )
         result.summaries[track] = summary
         result.seconds[f"label {track}"] = summary.seconds
         echo(
