@@ -29,9 +29,11 @@ PACKAGED = ", ".join(packaged_configs())
     FILE is a YAML or JSON file, or the name of a packaged config ({PACKAGED};
     `qp config show NAME` prints one).
 
-    Writes a run folder with metrics.jsonl, results.json, config.yaml and the
+    Writes a run folder with metrics.jsonl, results.json, config.yaml, run.json
+    (the run's id and data fingerprint, checked by --resume) and the
     checkpoints last.pt, best.pt and epoch-N.pt; prints the best weights'
-    validation Pearson, Spearman and MAE and the folder's path.
+    validation Pearson, Spearman and MAE and the folder's path. The folder is
+    locked while the run trains. Under torchrun it trains with DDP (docs/config.md).
     """
 )
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))

@@ -172,6 +172,13 @@ class TrainerConfig(StrictNumbers):
         None, ge=1, description="torch intra-op threads (null: torch's default)."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    executor: str | None = Field(
+        None,
+        description="Executor that computes missing cached features (null: in this process).",
+    )
+    executor_address: str | None = Field(
+        None, description="Cluster of an executor that joins one (ray): auto or ray://HOST:PORT."
+    )
     strategy: Literal["auto", "single", "ddp"] = Field(
         "auto",
         description="auto: DDP under torchrun; single: one process; ddp: require torchrun.",

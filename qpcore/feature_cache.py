@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +26,10 @@ from tqdm import tqdm
 
 from qpcore.backbone import Backbone
 from qpcore.data.dataset import cache_root
+from qpcore.data.pool import TimeLimit
 from qpcore.data.protocol import UnreadableImage, load_image
 from qpcore.errors import QPError
+from qpcore.executor import Executor
 from qpcore.fileio import write_atomic, write_atomic_with
 
 Augment = Sequence[str]
@@ -114,6 +119,50 @@ def compute_features(
     return out
 
 
+#: Images per task when an executor computes features: big enough that a task's
+#: overhead (about 20 ms on Ray) is small against its work.
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    index: int
+    paths: tuple[str, ...]
+
+
+def _chunk_features(chunk: _Chunk, backbone: Backbone, batch_size: int) -> tuple[int, Any]:
+    try:
+        paths = [Path(p) for p in chunk.paths]
+        return chunk.index, compute_features(backbone, paths, batch_size, progress=False)
+    except QPError as exc:  # an unreadable image: the caller raises it
+        return chunk.index, str(exc)
+
+
+def compute_features_on(
+    executor: Executor,
+    backbone: Backbone,
+    paths: Sequence[Path],
+    batch_size: int = 32,
+    desc: str = "features",
+    progress: bool = True,
+) -> np.ndarray:
+    """:func:`compute_features` with the work cut into chunks run by ``executor``
+    (local processes, or a Ray cluster); the rows come back in ``paths`` order."""
+    chunks = [
+        _Chunk(i, tuple(str(p) for p in paths[start : start + CHUNK]))
+        for i, start in enumerate(range(0, len(paths), CHUNK))
+    ]
+    call = partial(_chunk_features, backbone=backbone.cpu().eval(), batch_size=batch_size)
+    out = np.empty((len(paths), backbone.num_features), dtype=np.float32)
+    with tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=not progress) as bar:
+        for index, value in executor.run(chunks, call, lambda c, e: (c.index, e), TimeLimit()):
+            if isinstance(value, str):
+                raise QPError(f"{desc}: {value}")
+            out[index * CHUNK : index * CHUNK + len(value)] = value
+            bar.update(len(value))
+    return out
+
+
 def image_digest(path: Path) -> str:
     """Digest of one image's bytes: what the cache knows an image by."""
     try:
@@ -130,9 +179,11 @@ def cached_features(
     num_workers: int = 0,
     device: torch.device | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Features of ``paths`` (one row per path, repeats allowed) from the cache,
-    computing and storing the missing set. Returns ``(features, hit)``."""
+    computing and storing the missing set (on ``executor`` when one is given).
+    Returns ``(features, hit)``."""
     # Rows are stored by sorted image content, so another split, order or file
     # name of the same images is a hit.
     digest_of = {path: image_digest(path) for path in dict.fromkeys(Path(p) for p in paths)}
@@ -156,7 +207,11 @@ def cached_features(
         table = np.zeros((len(digests), backbone.num_features), np.float32)
         known = _stored_rows(folder, row, table)
         todo = [d for d in digests if d not in known]
-        if todo:
+        if todo and executor is not None:
+            table[[row[d] for d in todo]] = compute_features_on(
+                executor, backbone, [first[d] for d in todo], batch_size, name, progress
+            )
+        elif todo:
             table[[row[d] for d in todo]] = compute_features(
                 backbone,
                 [first[d] for d in todo],
@@ -207,9 +262,11 @@ def model_features(
     num_workers: int = 0,
     device: torch.device | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[Tensor, bool]:
     """``[len(paths), sum of widths]``: every backbone's cached features side by
-    side, as the model concatenates them; also whether all were cache hits."""
+    side, as the model concatenates them; also whether all were cache hits.
+    With an ``executor``, missing features are computed there, on CPUs."""
     tables, hits = [], []
     for backbone in backbones:
         table, hit = cached_features(
@@ -219,6 +276,7 @@ def model_features(
             num_workers=num_workers,
             device=device,
             progress=progress,
+            executor=executor,
         )
         tables.append(table)
         hits.append(hit)

@@ -55,6 +55,7 @@ from qpcore.distributed import Distributed
 from qpcore.epoch_metrics import metric_mode
 from qpcore.errors import QPError
 from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
+from qpcore.executor import build_executor
 from qpcore.feature_cache import ImageInputs, model_features
 from qpcore.fileio import disk_full_as_error, write_atomic
 from qpcore.locking import hold_folder
@@ -312,8 +313,12 @@ class Trainer:
         paths = [s.image for rows in splits.values() for s in rows.samples]
         if not self.dist.main:
             self.dist.barrier()  # rank 0 fills the cache; the others then read it
+        tcfg = self.cfg.trainer
+        executor = None
+        if tcfg.executor is not None:
+            executor = build_executor(tcfg.executor, address=tcfg.executor_address)
         features, hit = model_features(
-            model.backbones, paths, self.cfg.trainer.num_workers, self.device, not self.quiet
+            model.backbones, paths, tcfg.num_workers, self.device, not self.quiet, executor
         )
         if self.dist.main:
             self.dist.barrier()

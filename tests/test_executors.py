@@ -99,3 +99,39 @@ def test_a_missing_ray_extra_says_how_to_install_it(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
     assert "pip install 'qpcore[ray]'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_an_executor_computes_the_cached_features_of_one_process(
+    name: str, tiny_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qpcore import feature_cache
+    from qpcore.build import build_backbone
+    from qpcore.registry import default_registry
+    from qpcore.validate import resolve_config
+
+    monkeypatch.setattr(feature_cache, "CHUNK", 16)  # 40 images: three tasks
+    registry = default_registry()
+    ref = resolve_config({"model": {"backbone": {"name": "vectorizer", "size": 64}}}, registry)
+    backbone = build_backbone(ref.model.backbone, registry, "backbone")
+    paths = sorted((tiny_manifest.parent / "images").glob("*.png"))
+    expected = feature_cache.compute_features(backbone, paths, progress=False)
+    executor = build_executor(name, workers=2)
+    got, hit = feature_cache.cached_features(
+        backbone, paths, tmp_path, progress=False, executor=executor
+    )
+    assert not hit
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_training_computes_its_feature_cache_on_an_executor(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    import yaml
+    from test_trainer import run_config
+
+    cfg = run_config(tiny_manifest, tmp_path, trainer={"epochs": 2, "executor": "local"})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.yaml"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "best.pt").is_file()

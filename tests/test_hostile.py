@@ -101,10 +101,14 @@ def escaping_name(folder: Path, _: Fixtures) -> list[str]:
     return _config(folder, "output:\n  dir: runs\n  name: ../..\n")
 
 
+def absolute_rows(manifest: Path) -> list[str]:
+    """The manifest's lines with absolute image paths, so a copy works anywhere."""
+    header, *rows = manifest.read_text(encoding="utf-8").splitlines()
+    return [header] + [re.sub(r"^images/", f"{manifest.parent}/images/", x) for x in rows]
+
+
 def _manifest(folder: Path, fx: Fixtures, edit: Callable[[list[str]], list[str]]) -> list[str]:
-    lines = fx.manifest.read_text(encoding="utf-8").splitlines()
-    images = fx.manifest.parent
-    lines = [lines[0]] + [re.sub(r"^images/", f"{images}/images/", x) for x in lines[1:]]
+    lines = absolute_rows(fx.manifest)
     path = folder / "m.csv"
     path.write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
     return ["evaluate", str(fx.best), "--data", str(path)]
@@ -270,10 +274,8 @@ def test_an_image_with_a_huge_text_chunk_is_one_unreadable_row(
     info.add_text("junk", "A" * 200_000_000, zip=True)  # compresses to ~200 KB
     flat_logo(64).save(bomb, pnginfo=info)
     assert bomb.stat().st_size < 1_000_000
-    lines = fixtures.manifest.read_text().splitlines()
-    root = fixtures.manifest.parent
-    rows = [lines[0]] + [re.sub(r"^images/", f"{root}/images/", x) for x in lines[1:]]
-    rows.append(f"{bomb},0.9" + "," * (lines[0].count(",") - 1))
+    rows = absolute_rows(fixtures.manifest)
+    rows.append(f"{bomb},0.9" + "," * (rows[0].count(",") - 1))
     manifest = tmp_path / "m.csv"
     manifest.write_text("\n".join(rows) + "\n")
     code, out, err = invoke(
@@ -504,9 +506,7 @@ def test_resume_refuses_changed_data_and_foreign_checkpoints(
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    lines = tiny_manifest.read_text().splitlines()
-    root = tiny_manifest.parent
-    rows = [lines[0]] + [re.sub(r"^images/", f"{root}/images/", x) for x in lines[1:]]
+    rows = absolute_rows(tiny_manifest)
     manifest = data / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n")
     (tmp_path / "a").mkdir()
