@@ -22,6 +22,23 @@ from qpcore.trainer import Trainer, new_run_dir
 
 PACKAGED = ", ".join(packaged_configs())
 
+EXECUTOR = click.option(
+    "--executor",
+    help="Compute image features on this executor (local, ray), in chunks of 64 images; "
+    "default: in this process.",
+)
+ADDRESS = click.option("--address", help="Cluster of an executor that joins one (ray).")
+
+
+def _executor(name: str | None, address: str | None) -> Any:
+    if name is None:
+        if address is not None:
+            raise QPError("--address needs --executor")
+        return None
+    from qpcore.executor import build_executor
+
+    return build_executor(name, address=address)
+
 
 @click.command(
     help=f"""Train a model on FILE's run config (default: the packaged default run).
@@ -94,8 +111,16 @@ def _num(value: float | None) -> str:
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@EXECUTOR
+@ADDRESS
 def predict(
-    checkpoint: Path, images: tuple[Path, ...], params_json: str | None, fmt: str, batch_size: int
+    checkpoint: Path,
+    images: tuple[Path, ...],
+    params_json: str | None,
+    fmt: str,
+    batch_size: int,
+    executor: str | None,
+    address: str | None,
 ) -> None:
     """Predict the SSIM each IMAGE keeps when vectorized, with CHECKPOINT's model.
 
@@ -103,6 +128,7 @@ def predict(
     others are predicted. Exit code 2 when no image could be predicted.
     """
     predictor = load_predictor(checkpoint)
+    runner = _executor(executor, address)
     params = None
     if params_json is not None:
         if not predictor.takes_params:
@@ -125,7 +151,9 @@ def predict(
         except (UnreadableImage, OSError, ValueError) as exc:
             rows[i]["error"] = str(exc) or type(exc).__name__
     if readable:
-        values = predictor.predict([p for _, p in readable], params, batch_size)
+        # With an executor, workers read the files again, in parallel.
+        inputs = [images[i] if runner is not None else p for i, p in readable]
+        values = predictor.predict(inputs, params, batch_size, executor=runner)
         for (i, _), value in zip(readable, values, strict=True):
             if math.isfinite(float(value)):
                 rows[i]["predicted_ssim"] = round(float(value), 6)
@@ -187,12 +215,16 @@ def export_command(checkpoint: Path, fmt: str, out: Path | None) -> None:
     help="Evaluator by name (repeatable; default: regression and bands).",
 )
 @click.option("--no-html", is_flag=True, help="With --out, skip report.html and plots/.")
+@EXECUTOR
+@ADDRESS
 def evaluate_command(
     checkpoint: Path,
     manifest: Path,
     out: Path | None,
     evaluators: tuple[str, ...],
     no_html: bool,
+    executor: str | None,
+    address: str | None,
 ) -> None:
     """Evaluate CHECKPOINT on a labelled manifest.
 
@@ -203,7 +235,8 @@ def evaluate_command(
     from qpcore.evaluation import evaluate
 
     names = evaluators or ("regression", "bands")
-    report = evaluate(checkpoint, manifest, names, out, html=not no_html)
+    runner = _executor(executor, address)
+    report = evaluate(checkpoint, manifest, names, out, html=not no_html, executor=runner)
     metrics = report["metrics"]
     for key in ("rows", "pearson_correlation", "spearman_correlation", "mae", "r2_score"):
         if key in metrics:

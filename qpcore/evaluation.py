@@ -28,6 +28,7 @@ from qpcore.fileio import write_atomic
 from qpcore.registry import Registry, default_registry
 
 if TYPE_CHECKING:
+    from qpcore.executor import Executor
     from qpcore.predictor import Predictor
     from qpcore.report import Section
 
@@ -138,10 +139,13 @@ def run_evaluators(
     return {"metrics": metrics, "undefined": undefined}
 
 
-def row_inputs(predictor: Predictor, rows: Sequence[Sample]) -> tuple[Any, Any]:
+def row_inputs(
+    predictor: Predictor, rows: Sequence[Sample], executor: Executor | None = None
+) -> tuple[Any, Any]:
     """Features ``[N, F]`` and encoded params (or ``None``) of labelled rows, for
     models whose backbones are all frozen: read from the trainer's feature cache,
-    so images a run has already seen cost nothing."""
+    so images a run has already seen cost nothing (missing ones are computed on
+    ``executor`` when one is given)."""
     import torch
 
     from qpcore.data.protocol import encode_params
@@ -149,7 +153,11 @@ def row_inputs(predictor: Predictor, rows: Sequence[Sample]) -> tuple[Any, Any]:
 
     paths = [s.image for s in rows]
     features = model_features(
-        predictor.model.backbones, paths, device=predictor.device, progress=False
+        predictor.model.backbones,
+        paths,
+        device=predictor.device,
+        progress=False,
+        executor=executor,
     )[0].to(predictor.device)
     encoded = None
     if predictor.takes_params:
@@ -158,7 +166,9 @@ def row_inputs(predictor: Predictor, rows: Sequence[Sample]) -> tuple[Any, Any]:
     return features, encoded
 
 
-def predict_rows(predictor: Predictor, rows: Sequence[Sample]) -> np.ndarray:
+def predict_rows(
+    predictor: Predictor, rows: Sequence[Sample], executor: Executor | None = None
+) -> np.ndarray:
     """Predictions for labelled rows (each with its own params where the model
     takes them); frozen backbones read the feature cache (see :func:`row_inputs`)."""
     import torch
@@ -167,7 +177,7 @@ def predict_rows(predictor: Predictor, rows: Sequence[Sample]) -> np.ndarray:
     if model.backbones_trainable:
         params = [s.params for s in rows] if predictor.takes_params else None
         return predictor.predict([s.image for s in rows], params)
-    features, encoded = row_inputs(predictor, rows)
+    features, encoded = row_inputs(predictor, rows, executor)
     with torch.no_grad():
         return model.predict_features(features, encoded).float().cpu().numpy()
 
@@ -206,8 +216,11 @@ def evaluate(
     out: str | Path | None = None,
     registry: Registry | None = None,
     html: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Predict every row of ``manifest`` with ``checkpoint`` and evaluate.
+
+    ``executor`` computes the features the cache lacks (e.g. on a Ray cluster).
 
     With ``out``, writes ``metrics.json`` and ``predictions.csv`` there, and
     unless ``html`` is false the HTML report (``report.html``, ``plots/``).
@@ -235,7 +248,7 @@ def evaluate(
             unreadable.append({"image": str(sample.image), "line": sample.line, "error": str(exc)})
     if not kept:
         raise QPError(f"{manifest}: no row has a readable image")
-    predictions = predict_rows(predictor, kept)
+    predictions = predict_rows(predictor, kept, executor)
     data = EvalData(predictions, np.array([s.ssim for s in kept]), kept, predictor)
     registry = registry or default_registry()
     sections: list[Section] | None = [] if out is not None and html else None

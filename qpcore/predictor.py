@@ -27,6 +27,7 @@ from qpcore.data.protocol import (
 )
 from qpcore.data.protocol import load_image as load_image_file
 from qpcore.errors import QPError
+from qpcore.executor import Executor
 from qpcore.model import QualityModel
 from qpcore.registry import Registry, default_registry
 from qpcore.restore import load_weights, rebuild_config
@@ -109,9 +110,17 @@ class Predictor:
         images: Iterable[ImageLike],
         params: ParamsLike | Sequence[ParamsLike] = None,
         batch_size: int = 32,
+        executor: Executor | None = None,
     ) -> np.ndarray:
         """Predicted SSIM of each image. ``params`` (random-track models): one
-        setting for all images, or a list with one setting per image."""
+        setting for all images, or a list with one setting per image.
+
+        With an ``executor`` (and image paths, frozen backbones), the features
+        are computed there in chunks, e.g. on a Ray cluster; the head runs here.
+        """
+        images = list(images)
+        if executor is not None and self._can_distribute(images):
+            return self._predict_on(executor, [Path(i) for i in images], params, batch_size)  # type: ignore[arg-type]
         pixels = [to_pixels(image) for image in images]
         if isinstance(params, Sequence):
             if len(params) != len(pixels):
@@ -124,6 +133,32 @@ class Predictor:
             end = start + batch_size
             out.append(self._head(self.features(pixels[start:end]), settings[start:end]))
         return np.concatenate(out)
+
+    def _can_distribute(self, images: list[ImageLike]) -> bool:
+        paths = all(isinstance(i, (str, Path)) for i in images)
+        return paths and not self.model.backbones_trainable
+
+    def _predict_on(
+        self,
+        executor: Executor,
+        paths: list[Path],
+        params: ParamsLike | Sequence[ParamsLike],
+        batch_size: int,
+    ) -> np.ndarray:
+        from qpcore.feature_cache import compute_features_on
+
+        if isinstance(params, Sequence):
+            if len(params) != len(paths):
+                raise ValueError(f"{len(params)} params for {len(paths)} images")
+            settings = [to_params(p) for p in params]
+        else:
+            settings = [to_params(params)] * len(paths)
+        tables = [
+            compute_features_on(executor, b, paths, batch_size, progress=False)
+            for b in self.model.backbones
+        ]
+        features = torch.from_numpy(np.concatenate(tables, axis=1)).to(self.device)
+        return self._head(features, settings)
 
     def predict_settings(self, image: ImageLike, settings: Sequence[ParamsLike]) -> np.ndarray:
         """One image under many vtracer settings: features once, the head batched."""

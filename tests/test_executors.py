@@ -135,3 +135,44 @@ def test_training_computes_its_feature_cache_on_an_executor(
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "c.yaml"), "-q"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_predict_and_evaluate_on_an_executor_give_the_same_numbers(
+    name: str, best: Path, tiny_manifest: Path, tmp_path: Path
+) -> None:
+    import json
+
+    images = sorted(str(p) for p in (tiny_manifest.parent / "images").glob("*.png"))[:20]
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    plain = json.loads(run("predict", str(best), *images, "--format", "json"))
+    spread = json.loads(run("predict", str(best), *images, "--format", "json", "--executor", name))
+    assert [r["predicted_ssim"] for r in spread] == [r["predicted_ssim"] for r in plain]
+    run("evaluate", str(best), "--data", str(tiny_manifest), "--out", str(tmp_path / "a"))
+    cache = tmp_path / "cold-cache"  # the features are not cached yet: the executor computes them
+    result = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            str(best),
+            "--data",
+            str(tiny_manifest),
+            "--out",
+            str(tmp_path / "b"),
+            "--executor",
+            name,
+        ],
+        env={"QP_CACHE_DIR": str(cache)},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())["metrics"]
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())["metrics"]
+    assert a["mae"] == pytest.approx(b["mae"], abs=1e-7) and a["rows"] == b["rows"]
+    assert any(cache.rglob("*.npy"))
