@@ -74,6 +74,15 @@ def to_params(params: ParamsLike) -> VtracerParams:
     return VtracerParams.from_mapping(params)
 
 
+def _settings(params: ParamsLike | Sequence[ParamsLike], count: int) -> list[VtracerParams]:
+    """One setting per image: ``params`` for all, or a list with one per image."""
+    if isinstance(params, Sequence):
+        if len(params) != count:
+            raise ValueError(f"{len(params)} params for {count} images")
+        return [to_params(p) for p in params]
+    return [to_params(params)] * count
+
+
 class Predictor:
     """A trained model, ready to predict.
 
@@ -122,12 +131,7 @@ class Predictor:
         if executor is not None and self._can_distribute(images):
             return self._predict_on(executor, [Path(i) for i in images], params, batch_size)  # type: ignore[arg-type]
         pixels = [to_pixels(image) for image in images]
-        if isinstance(params, Sequence):
-            if len(params) != len(pixels):
-                raise ValueError(f"{len(params)} params for {len(pixels)} images")
-            settings = [to_params(p) for p in params]
-        else:
-            settings = [to_params(params)] * len(pixels)
+        settings = _settings(params, len(pixels))
         out = [np.zeros(0, np.float32)]
         for start in range(0, len(pixels), batch_size):
             end = start + batch_size
@@ -147,12 +151,7 @@ class Predictor:
     ) -> np.ndarray:
         from qpcore.feature_cache import compute_features_on
 
-        if isinstance(params, Sequence):
-            if len(params) != len(paths):
-                raise ValueError(f"{len(params)} params for {len(paths)} images")
-            settings = [to_params(p) for p in params]
-        else:
-            settings = [to_params(params)] * len(paths)
+        settings = _settings(params, len(paths))
         tables = [
             compute_features_on(executor, b, paths, batch_size, progress=False)
             for b in self.model.backbones
