@@ -176,3 +176,43 @@ def test_predict_and_evaluate_on_an_executor_give_the_same_numbers(
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())["metrics"]
     assert a["mae"] == pytest.approx(b["mae"], abs=1e-7) and a["rows"] == b["rows"]
     assert any(cache.rglob("*.npy"))
+
+
+def test_a_killed_ray_driver_resumes_to_the_local_dataset(tmp_path: Path) -> None:
+    """kill -9 of the driver mid-run loses nothing: the rerun finishes the same manifest."""
+    import signal
+    import time
+
+    import psutil
+    from test_labeler import QP
+
+    make_inputs(tmp_path / "in", 120)
+    base = [QP, "data", "label", str(tmp_path / "in"), "--track", "random", "--workers", "2", "-q"]
+    reference = subprocess.run([*base, "--out", str(tmp_path / "ref")], capture_output=True)
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "out"
+    manifest = out / "manifest.csv"
+    driver = subprocess.Popen(
+        [*base, "--out", str(out), "--executor", "ray"], stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        if manifest.exists() and len(manifest.read_text().splitlines()) > 20:
+            break
+        time.sleep(0.05)
+    tree = psutil.Process(driver.pid).children(recursive=True)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    partial = len(manifest.read_text().splitlines()) - 1
+    assert 20 <= partial < 120, "the run finished before it could be killed"
+    resumed = subprocess.run(
+        [*base, "--out", str(out), "--executor", "ray"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert manifest.read_bytes() == (tmp_path / "ref" / "manifest.csv").read_bytes()
+    # The private Ray's workers, raylet and GCS go with their driver. Its two agents
+    # notice a minute later (Ray's own watcher): end them here rather than wait.
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    assert {p.name() for p in alive} <= {"ray::DashboardAgent", "ray::RuntimeEnvAgent"}
+    for process in alive:
+        process.kill()
