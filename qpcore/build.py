@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from qpcore.backbone import Backbone
-from qpcore.config import ComponentRef, RunConfig
+from qpcore.checkpoint import ComponentOrigin
+from qpcore.config import ComponentRef, RunConfig, dotted, iter_components
 from qpcore.errors import QPError
 from qpcore.model import QualityModel
 from qpcore.registry import Registry
@@ -75,6 +76,20 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def component_origins(cfg: RunConfig, registry: Registry) -> dict[str, ComponentOrigin]:
+    """Every component of ``cfg`` with the distribution that provided it."""
+    origins = {}
+    for path, kind, value in iter_components(cfg.model_dump()):
+        plugin = registry.provider(kind, value["name"])
+        origins[dotted(path)] = ComponentOrigin(
+            kind=kind,
+            name=value["name"],
+            distribution=plugin.distribution if plugin else None,
+            version=plugin.version if plugin else None,
+        )
+    return origins
 
 
 def pick_device(name: str) -> torch.device:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qpcore.errors import QPError
 from qpcore.fileio import write_atomic
@@ -39,6 +39,18 @@ class BackboneRecord(BaseModel):
     reference: dict[str, Any] | None = None
 
 
+class ComponentOrigin(BaseModel):
+    """Which installed distribution provided a component at training time, so a
+    machine lacking it can be told what to install."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+
+
 class CheckpointMeta(BaseModel):
     """The JSON part of a checkpoint."""
 
@@ -50,6 +62,8 @@ class CheckpointMeta(BaseModel):
     versions: dict[str, str]
     epoch: int
     metrics: dict[str, float | None]
+    #: Dotted config path -> its component's provider (absent before qpcore 0.14).
+    components: dict[str, ComponentOrigin] = Field(default_factory=dict)
 
 
 def save_checkpoint(

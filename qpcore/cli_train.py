@@ -16,11 +16,14 @@ from qpcore.cli_options import DATA_OPTION, SET_OPTION
 from qpcore.config_io import load_run_config, packaged_configs
 from qpcore.data.protocol import UnreadableImage
 from qpcore.errors import QPError
-from qpcore.predictor import load_predictor, to_params, to_pixels
+from qpcore.predictor import Predictor, load_predictor, to_params, to_pixels
 from qpcore.registry import default_registry
 from qpcore.trainer import Trainer, new_run_dir
 
 PACKAGED = ", ".join(packaged_configs())
+#: The largest difference an int8 export may show from its model on the
+#: calibration images (the issue's accuracy guard).
+INT8_TOLERANCE = 0.01
 
 EXECUTOR = click.option(
     "--executor",
@@ -182,26 +185,68 @@ def predict(
     show_default=True,
 )
 @click.option(
+    "--quantize",
+    type=click.Choice(["none", "int8"]),
+    default="none",
+    show_default=True,
+    help="int8: ONNX Runtime's static quantization, calibrated on real images.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, path_type=Path),
+    help="Manifest or folder of calibration images (default: the run's training data).",
+)
+@click.option(
+    "--calibration-count",
+    type=click.IntRange(min=1, max=4096),
+    default=64,
+    show_default=True,
+    help="Calibration images to use.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Output file (default: next to CHECKPOINT, .ts.pt or .onnx).",
+    help="Output file (default: next to CHECKPOINT, .ts.pt, .onnx or .int8.onnx).",
 )
-def export_command(checkpoint: Path, fmt: str, out: Path | None) -> None:
+def export_command(
+    checkpoint: Path,
+    fmt: str,
+    quantize: str,
+    calibration: Path | None,
+    calibration_count: int,
+    out: Path | None,
+) -> None:
     """Export CHECKPOINT's model as TorchScript or ONNX (optional extra).
 
-    The export takes preprocessed inputs (see docs/model.md); a JSON file beside
-    it records the preprocessing. The export's predictions are checked against
-    the model's on real inputs and the largest difference is printed.
+    The export takes preprocessed inputs (see docs/serving.md). An ONNX export
+    carries the checkpoint's metadata: qp predict and load_predictor take it in
+    place of the checkpoint. Its predictions are checked against the model's and
+    the largest difference is printed (at most 1e-5, or 0.01 for int8).
     """
-    from qpcore.export import export
+    from qpcore.export import calibration_pixels, export
 
+    if quantize != "none" and fmt != "onnx":
+        raise QPError("--quantize int8 needs --format onnx")
     predictor = load_predictor(checkpoint)
-    suffix = ".ts.pt" if fmt == "torchscript" else ".onnx"
+    assert isinstance(predictor, Predictor), "export reads a checkpoint"
+    suffix = {"torchscript": ".ts.pt", "onnx": ".onnx"}[fmt]
+    if quantize == "int8":
+        suffix = ".int8.onnx"
     out = out or checkpoint.with_name(checkpoint.name.removesuffix(".pt") + suffix)
-    difference = export(predictor, out, fmt)  # type: ignore[arg-type]
-    if difference > 1e-5:
-        raise QPError(f"{out}: export differs from the model by {difference:.2e} (> 1e-5)")
-    click.echo(f"wrote {out} (max difference from the model: {difference:.1e})")
+    pixels: list[Any] = []
+    if quantize != "none":
+        pixels = calibration_pixels(predictor.meta.config, calibration, calibration_count)
+    difference = export(predictor, out, fmt, quantize, pixels)  # type: ignore[arg-type]
+    allowed = 1e-5 if quantize == "none" else INT8_TOLERANCE
+    if difference > allowed:
+        out.unlink()
+        out.with_suffix(out.suffix + ".json").unlink(missing_ok=True)
+        raise QPError(
+            f"{out}: not written: the export differs from the model by {difference:.2e} "
+            f"(more than {allowed})"
+        )
+    size = out.stat().st_size / 1e6
+    click.echo(f"wrote {out} ({size:.1f} MB; max difference from the model: {difference:.1e})")
 
 
 @click.command(name="evaluate")

@@ -29,6 +29,7 @@ from qpcore.registry import Registry, default_registry
 
 if TYPE_CHECKING:
     from qpcore.executor import Executor
+    from qpcore.exported import ExportedPredictor
     from qpcore.predictor import Predictor
     from qpcore.report import Section
 
@@ -167,19 +168,22 @@ def row_inputs(
 
 
 def predict_rows(
-    predictor: Predictor, rows: Sequence[Sample], executor: Executor | None = None
+    predictor: Predictor | ExportedPredictor,
+    rows: Sequence[Sample],
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """Predictions for labelled rows (each with its own params where the model
     takes them); frozen backbones read the feature cache (see :func:`row_inputs`)."""
     import torch
 
-    model = predictor.model
-    if model.backbones_trainable:
+    from qpcore.predictor import Predictor
+
+    if not isinstance(predictor, Predictor) or predictor.model.backbones_trainable:
         params = [s.params for s in rows] if predictor.takes_params else None
         return predictor.predict([s.image for s in rows], params)
     features, encoded = row_inputs(predictor, rows, executor)
     with torch.no_grad():
-        return model.predict_features(features, encoded).float().cpu().numpy()
+        return predictor.model.predict_features(features, encoded).float().cpu().numpy()
 
 
 def mc_dropout(
@@ -228,7 +232,7 @@ def evaluate(
     out of the metrics.
     """
     from qpcore.data.protocol import UnreadableImage
-    from qpcore.predictor import load_predictor, to_pixels
+    from qpcore.predictor import Predictor, load_predictor, to_pixels
 
     predictor = load_predictor(checkpoint, registry)
     labelled = read_manifest(manifest)
@@ -249,7 +253,9 @@ def evaluate(
     if not kept:
         raise QPError(f"{manifest}: no row has a readable image")
     predictions = predict_rows(predictor, kept, executor)
-    data = EvalData(predictions, np.array([s.ssim for s in kept]), kept, predictor)
+    # An ONNX export gives predictions only: evaluators reading features skip it.
+    served = predictor if isinstance(predictor, Predictor) else None
+    data = EvalData(predictions, np.array([s.ssim for s in kept]), kept, served)
     registry = registry or default_registry()
     sections: list[Section] | None = [] if out is not None and html else None
     report = run_evaluators(data, evaluators, registry, sections)
@@ -279,7 +285,7 @@ def _write_html(
     folder: Path,
     report: dict[str, Any],
     sections: list[Section],
-    predictor: Predictor,
+    predictor: Predictor | ExportedPredictor,
     checkpoint: Path,
     registry: Registry,
 ) -> Path:

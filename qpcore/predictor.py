@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -30,8 +30,11 @@ from qpcore.errors import QPError
 from qpcore.executor import Executor
 from qpcore.model import QualityModel
 from qpcore.registry import Registry, default_registry
-from qpcore.restore import load_weights, rebuild_config
+from qpcore.restore import PREDICTION_KINDS, check_installed, load_weights, rebuild_config
 from qpcore.validate import resolve_config
+
+if TYPE_CHECKING:
+    from qpcore.exported import ExportedPredictor
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]  # noqa: UP007 - a runtime alias
 ParamsLike = Union[VtracerParams, Mapping[str, Any], None]  # noqa: UP007
@@ -74,7 +77,7 @@ def to_params(params: ParamsLike) -> VtracerParams:
     return VtracerParams.from_mapping(params)
 
 
-def _settings(params: ParamsLike | Sequence[ParamsLike], count: int) -> list[VtracerParams]:
+def settings_for(params: ParamsLike | Sequence[ParamsLike], count: int) -> list[VtracerParams]:
     """One setting per image: ``params`` for all, or a list with one per image."""
     if isinstance(params, Sequence):
         if len(params) != count:
@@ -131,7 +134,7 @@ class Predictor:
         if executor is not None and self._can_distribute(images):
             return self._predict_on(executor, [Path(i) for i in images], params, batch_size)  # type: ignore[arg-type]
         pixels = [to_pixels(image) for image in images]
-        settings = _settings(params, len(pixels))
+        settings = settings_for(params, len(pixels))
         out = [np.zeros(0, np.float32)]
         for start in range(0, len(pixels), batch_size):
             end = start + batch_size
@@ -151,7 +154,7 @@ class Predictor:
     ) -> np.ndarray:
         from qpcore.feature_cache import compute_features_on
 
-        settings = _settings(params, len(paths))
+        settings = settings_for(params, len(paths))
         tables = [
             compute_features_on(executor, b, paths, batch_size, progress=False)
             for b in self.model.backbones
@@ -172,17 +175,31 @@ class Predictor:
 
 def load_predictor(
     path: str | Path, registry: Registry | None = None, device: str = "cpu"
-) -> Predictor:
-    """Load a checkpoint written by ``qp train`` for inference.
+) -> Predictor | ExportedPredictor:
+    """Load a checkpoint written by ``qp train``, or its ONNX export (``.onnx``,
+    from ``qp export``, served by ONNX Runtime on the CPU), for inference.
+
+    Only what prediction builds (the backbones) must be installed: the loss,
+    optimizer and the rest of training are not looked up.
 
     Raises:
         CheckpointError: Not a (readable) qpcore checkpoint.
         QPError: A referenced backbone's weights are missing or differ.
     """
     path = Path(path)
+    if path.suffix == ".onnx":
+        from qpcore.exported import load_exported
+
+        return load_exported(path, registry)
     meta, payload = load_checkpoint(path)
     registry = registry or default_registry()
-    cfg = resolve_config(rebuild_config(meta, path), registry, source=f"{path} (its config)")
+    check_installed(meta, registry, path, PREDICTION_KINDS)
+    cfg = resolve_config(
+        rebuild_config(meta, path),
+        registry,
+        source=f"{path} (its config)",
+        kinds=PREDICTION_KINDS,
+    )
     model = build_model(cfg, registry)
     load_weights(model, meta, payload["model"], path)
     return Predictor(model, meta, pick_device(device))

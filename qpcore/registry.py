@@ -148,6 +148,11 @@ class Registry:
             raise UnknownComponentError(self.unknown_message(kind, name, at))
         return matches[0].spec
 
+    def provider(self, kind: Kind, name: str) -> PluginInfo | None:
+        """The plugin offering ``name``, when exactly one usable plugin does."""
+        matches = [e for e in self._entries[kind] if e.spec.name == name]
+        return matches[0].plugin if len(matches) == 1 else None
+
 
 def _closest(name: str, names: list[str]) -> str | None:
     """A typo's likely target: similar spelling, else a name it contains (mse_loss)."""

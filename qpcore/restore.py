@@ -14,7 +14,16 @@ from typing import Any
 import torch
 
 from qpcore.checkpoint import CheckpointError, CheckpointMeta
+from qpcore.config import dotted, iter_components
+from qpcore.errors import UnknownComponentError
 from qpcore.model import QualityModel
+from qpcore.registry import Registry
+from qpcore.specs import Kind
+
+#: What prediction builds from a checkpoint's config. Its loss, optimizer,
+#: scheduler, monitors, dataset and evaluators played no part in the weights'
+#: use, so a machine serving the model need not have them installed.
+PREDICTION_KINDS: tuple[Kind, ...] = ("backbone",)
 
 
 def rebuild_config(meta: CheckpointMeta, path: Path) -> dict[str, Any]:
@@ -39,6 +48,34 @@ def rebuild_config(meta: CheckpointMeta, path: Path) -> dict[str, Any]:
         elif "file" in record.reference:
             ref["weights"] = str(record.reference["file"])
     return config
+
+
+def check_installed(
+    meta: CheckpointMeta, registry: Registry, path: Path, kinds: tuple[Kind, ...]
+) -> None:
+    """Refuse a checkpoint whose components of ``kinds`` are not installed here,
+    naming the distribution that provided each at training time.
+
+    Raises:
+        UnknownComponentError: With ``pip install`` of the missing distribution.
+    """
+    for at, kind, value in iter_components(meta.config):
+        name = value.get("name") if isinstance(value, dict) else value
+        if kind not in kinds or not isinstance(name, str) or name in registry.names(kind):
+            continue
+        where = dotted(at)
+        origin = meta.components.get(where)
+        text = f"{path}: this model needs {kind} {name!r} ({where}), which is not installed."
+        if origin and origin.distribution:
+            pinned = f"{origin.distribution}=={origin.version}" if origin.version else ""
+            text += (
+                f" It came from the distribution {origin.distribution!r}"
+                f"{f' {origin.version}' if origin.version else ''} at training time: "
+                f"pip install '{pinned or origin.distribution}'"
+            )
+        else:
+            text += "\n" + registry.unknown_message(kind, name, where).split("\n", 1)[-1]
+        raise UnknownComponentError(text)
 
 
 def load_weights(model: QualityModel, meta: CheckpointMeta, state: Any, path: Path) -> None:

@@ -38,7 +38,14 @@ from torch.utils.data import DataLoader
 
 from qpcore import hookspecs
 from qpcore import report as html_report
-from qpcore.build import build_loss, build_model, build_optimizer, pick_device, versions
+from qpcore.build import (
+    build_loss,
+    build_model,
+    build_optimizer,
+    component_origins,
+    pick_device,
+    versions,
+)
 from qpcore.checkpoint import (
     BackboneRecord,
     CheckpointError,
@@ -861,6 +868,18 @@ class Trainer:
             if not any(k.startswith(s) for s in skip)
         }
 
+    def _serving_state(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Embedded backbone weights in float16 where predictions allow it
+        (:mod:`qpcore.compact`); a resume checkpoint keeps float32."""
+        from qpcore.compact import half_if_harmless
+        from qpcore.export import sample_inputs
+
+        model = self.model
+        inputs = list(sample_inputs(model, 4))
+        params = inputs.pop() if model.params_input else None
+        compact, _ = half_if_harmless(model, state, inputs, params)
+        return compact
+
     def _save(
         self, name: str, epoch: int, metrics: Mapping[str, Any], training: bool = True
     ) -> None:
@@ -876,9 +895,10 @@ class Trainer:
             versions=versions(),
             epoch=epoch,
             metrics={k: v for k, v in metrics.items() if k != "epoch" and not isinstance(v, str)},
+            components=component_origins(self.cfg, self.registry),
         )
         if not training:
-            save_checkpoint(self.run_dir / name, meta, model_state)
+            save_checkpoint(self.run_dir / name, meta, self._serving_state(model_state))
             return
         state = {
             "optimizer": self.optimizer.state_dict(),

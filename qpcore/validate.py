@@ -89,6 +89,7 @@ def resolve_config(
     lines: Mapping[Path_, int] | None = None,
     strict: bool = True,
     overridden: Collection[Path_] = (),
+    kinds: Collection[Kind] | None = None,
 ) -> RunConfig:
     """Validate ``data`` in both phases and fill in every component's defaults.
 
@@ -102,6 +103,10 @@ def resolve_config(
             of the packaged default, before every kind of plugin exists).
         overridden: Paths set by ``--set``: their problems point at ``--set``,
             not at a line of the file.
+        kinds: Resolve only components of these kinds and keep the others as
+            written (a checkpoint loaded for prediction needs its backbones, not
+            the loss or optimizer it was trained with, which may not be installed).
+            Cross-section checks are skipped: they concern training.
 
     Raises:
         ConfigError: Listing every problem with its dotted path (and line).
@@ -123,11 +128,13 @@ def resolve_config(
             continue
         if not strict and not registry.names(kind):
             continue
+        if kinds is not None and kind not in kinds:
+            continue
         ref, found = _resolve_component(*ref_parts, path, kind, registry)
         issues += found
         if ref is not None and cfg is not None:
             set_at(cfg, path, ref)
-    if cfg is not None and not issues:
+    if cfg is not None and not issues and kinds is None:
         issues += _cross_checks(cfg)
     if issues:
         located = [_locate(issue, lines or {}, overridden) for issue in issues]
