@@ -9,6 +9,11 @@ b. Single-image prediction latency, p50/p95, from a decoded image: ``resnet50``
 c. Wall time of the default run, cold (``qp train`` in a fresh cache folder).
 d. Checkpoint sizes: the default model, and ``resnet50`` frozen with its weights
    stored by reference or embedded.
+f. Serving formats of a ResNet-50 + MLP checkpoint (``--checkpoint``, else one
+   trained here on generated images with a frozen random-weight ResNet-50):
+   p50/p95 of one 224 px prediction from a decoded image for fp32 eager,
+   TorchScript, ONNX fp32 and ONNX int8, file sizes, and the int8 accuracy
+   guard on ``--data`` (dev-icons): max |int8 - fp32| <= 0.01, Pearson >= 0.999.
 e. What a predictor saves: its cost against converting and scoring (vtracer +
    resvg + SSIM) at 256 and 1024 px, and 100 settings of one image (features
    once, the head batched) against 100 conversions.
@@ -16,7 +21,7 @@ e. What a predictor saves: its cost against converting and scoring (vtracer +
 The CNNs use random weights (``weights: none``): the same cost as ImageNet's,
 which cannot be downloaded here.
 
-Run: ``.venv/bin/python benchmarks/bench_model.py [--sections a b d e] [--images 2000]``
+Run: ``.venv/bin/python benchmarks/bench_model.py [--sections a b d e f] [--images 2000]``
 """
 
 from __future__ import annotations
@@ -262,11 +267,97 @@ def predictor_vs_conversion(rounds: int) -> dict[str, Any]:
     return out
 
 
+# --- f --------------------------------------------------------------------------
+
+
+def train_resnet(tmp: Path) -> Path:
+    """A ResNet-50 + MLP (frozen, random weights: ImageNet's cannot be downloaded
+    here) trained through ``qp train`` on 300 generated images."""
+    import yaml
+
+    cfg = {
+        "data": {"name": "synthetic", "count": 300, "size": 128, "workers": 2},
+        "model": {"backbone": {"name": "resnet50", "weights": "none"}},
+        "trainer": {"epochs": 10, "batch_size": 32},
+        "output": {"dir": str(tmp), "name": "r50"},
+    }
+    (tmp / "r50.yaml").write_text(yaml.safe_dump(cfg))
+    qp = Path(sys.executable).with_name("qp")
+    env = {**os.environ, "QP_CACHE_DIR": str(tmp / "cache")}
+    subprocess.run([str(qp), "train", str(tmp / "r50.yaml"), "-q"], env=env, check=True)
+    return tmp / "r50" / "best.pt"
+
+
+def serving_formats(checkpoint: Path, data: Path | None, rounds: int) -> dict[str, Any]:
+    from qpcore.export import calibration_pixels, export
+    from qpcore.predictor import load_predictor, to_pixels
+
+    predictor = load_predictor(checkpoint)
+    files = {"checkpoint": checkpoint}
+    for fmt, quantize, suffix in (
+        ("torchscript", "none", ".ts.pt"),
+        ("onnx", "none", ".onnx"),
+        ("onnx", "int8", ".int8.onnx"),
+    ):
+        out = checkpoint.with_name("bench" + suffix)
+        pixels = calibration_pixels(predictor.meta.config, None, 64) if quantize != "none" else []
+        export(predictor, out, fmt, quantize, pixels)  # type: ignore[arg-type]
+        files[f"{fmt} {quantize}"] = out
+    pixels = images(rounds)
+    scripted = torch.jit.load(str(files["torchscript none"]))
+    model = predictor.model
+
+    def torchscript(image: np.ndarray) -> None:
+        with torch.no_grad():
+            scripted(*[x[None] for x in model.preprocess(image)])
+
+    runners = {
+        "fp32 eager": lambda image: predictor.predict([image]),
+        "TorchScript": torchscript,
+    }
+    served = {
+        "ONNX fp32": load_predictor(files["onnx none"]),
+        "ONNX int8": load_predictor(files["onnx int8"]),
+    }
+    for name, other in served.items():
+        runners[name] = lambda image, other=other: other.predict([image])
+    out: dict[str, Any] = {"latency": {}, "size_mb": {}}
+    for name, run in runners.items():
+        run(pixels[0])
+        seconds = timed_each(run, pixels)
+        out["latency"][name] = (percentile_ms(seconds, 50), percentile_ms(seconds, 95))
+    for name, path in files.items():
+        out["size_mb"][name] = path.stat().st_size / 1e6
+    if data is not None and data.is_file():
+        from qpcore.data.manifest import read_manifest
+
+        rows = read_manifest(data).samples
+        decoded = [to_pixels(s.image) for s in rows]
+        fp32 = predictor.predict(decoded)
+        int8 = served["ONNX int8"].predict(decoded)
+        labels = np.array([s.ssim for s in rows])
+        out["guard"] = {
+            "rows": len(rows),
+            "max_diff": float(np.abs(int8 - fp32).max()),
+            "pearson_int8_fp32": float(np.corrcoef(int8, fp32)[0, 1]),
+            "pearson_fp32_labels": float(np.corrcoef(fp32, labels)[0, 1]),
+            "pearson_int8_labels": float(np.corrcoef(int8, labels)[0, 1]),
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", nargs="*", default=["a", "b", "d", "e"])
     parser.add_argument("--images", type=int, default=2000, help="Images for section a.")
-    parser.add_argument("--rounds", type=int, default=100, help="Timed predictions (b, e).")
+    parser.add_argument("--rounds", type=int, default=100, help="Timed predictions (b, e, f).")
+    parser.add_argument("--checkpoint", type=Path, help="Section f's model (default: train one).")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "dev-icons" / "manifest-default.csv",
+        help="Section f's accuracy guard: a labelled manifest.",
+    )
     args, _ = parser.parse_known_args()
     torch.manual_seed(0)
     failed = []
@@ -304,6 +395,27 @@ def main() -> int:
         for name, row in predictor_vs_conversion(max(args.rounds // 5, 5)).items():
             parts = ", ".join(f"{k} {v:.3g}" for k, v in row.items())
             print(f"e. {name}: {parts}", flush=True)
+    if "f" in args.sections:
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = args.checkpoint or train_resnet(Path(tmp))
+            f = serving_formats(checkpoint, args.data, args.rounds)
+            for name, (p50, p95) in f["latency"].items():
+                print(f"f. latency, {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms", flush=True)
+            for name, mb in f["size_mb"].items():
+                print(f"f. size, {name}: {mb:.1f} MB", flush=True)
+            failed += [] if f["latency"]["ONNX int8"][0] < 50 else ["f int8 latency"]
+            guard = f.get("guard")
+            if guard:
+                print(
+                    f"f. int8 guard on {guard['rows']} rows: max |int8 - fp32| "
+                    f"{guard['max_diff']:.4f} (<= 0.01), Pearson int8~fp32 "
+                    f"{guard['pearson_int8_fp32']:.4f} (>= 0.999); Pearson with labels "
+                    f"fp32 {guard['pearson_fp32_labels']:.3f}, "
+                    f"int8 {guard['pearson_int8_labels']:.3f}",
+                    flush=True,
+                )
+                ok = guard["max_diff"] <= 0.01 and guard["pearson_int8_fp32"] >= 0.999
+                failed += [] if ok else ["f int8 guard"]
     if failed:
         print(f"targets missed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -212,3 +212,43 @@ def test_an_interrupted_run_resumes_to_the_same_dataset(tmp_path: Path, how: int
     assert resumed.returncode == 0, resumed.stderr
     assert f"{partial} already done" in resumed.stderr or how == signal.SIGKILL
     assert (out / "manifest.csv").read_text() == (tmp_path / "ref" / "manifest.csv").read_text()
+
+
+def test_each_row_records_its_svg_size_and_path_count(tmp_path: Path) -> None:
+    import csv
+
+    import vtracer
+
+    make_inputs(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    code, err = qp(
+        "data", "label", str(tmp_path / "in"), "--out", str(out), "--track", "random", "-q"
+    )
+    assert code == 0, err
+    samples = read_manifest(out / "manifest.csv").samples
+    sizes = set()
+    for sample in samples:
+        pixels = protocol.load_image(sample.image)
+        svg = vtracer.convert_raw_image_to_svg(
+            protocol.encode_png(pixels), img_format="png", **sample.params.as_dict()
+        )
+        assert sample.svg_bytes == len(svg.encode())
+        assert sample.svg_paths == svg.count("<path") > 0
+        sizes.add(sample.svg_bytes)
+    assert len(sizes) > 1
+    # A folder begun before sizes were recorded: its rows are labelled again.
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    old = [c for c in rows[0] if c not in ("svg_bytes", "svg_paths")]
+    with (out / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, old, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert read_manifest(out / "manifest.csv").samples[0].svg_bytes is None  # still loads
+    code, err = qp(
+        "data", "label", str(tmp_path / "in"), "--out", str(out), "--track", "random", "-q"
+    )
+    assert code == 0, err
+    again = read_manifest(out / "manifest.csv").samples
+    assert [(s.svg_bytes, s.svg_paths) for s in again] == [
+        (s.svg_bytes, s.svg_paths) for s in samples
+    ]

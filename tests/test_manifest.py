@@ -87,3 +87,17 @@ def test_missing_columns_and_empty_files(tmp_path: Path) -> None:
 def test_image_check_can_be_skipped(tmp_path: Path) -> None:
     path = write(tmp_path, "image,ssim\nimages/gone.png,0.3\n")
     assert read_manifest(path, check_images=False).samples[0].ssim == 0.3
+
+
+def test_svg_size_columns_are_optional_and_checked(tmp_path: Path) -> None:
+    save(flat_logo(32), tmp_path / "a.png")
+    save(flat_logo(40), tmp_path / "b.png")
+    path = tmp_path / "m.csv"
+    path.write_text("image,ssim,svg_bytes,svg_paths\na.png,0.9,1234,7\nb.png,0.8,,\n")
+    a, b = read_manifest(path).samples
+    assert (a.svg_bytes, a.svg_paths, b.svg_bytes, b.svg_paths) == (1234, 7, None, None)
+    path.write_text("image,ssim,svg_bytes,svg_paths\na.png,0.9,-3,x\n")
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path)
+    assert "line 2: svg_bytes '-3' is not a whole number of 0 or more" in str(error.value)
+    assert "line 2: svg_paths 'x' is not a whole number" in str(error.value)

@@ -65,7 +65,8 @@ def _cached(
     """Label ``jobs`` into the cache folder of ``identity``, or reuse it."""
     if params.track == "default" and params.per_image > 1:
         raise QPError("per_image > 1 needs track: random (default-track labels are all equal)")
-    key = json.dumps({"protocol": PROTOCOL, **identity}, sort_keys=True)
+    # "columns": manifests gained the SVG size columns; older caches are relabelled.
+    key = json.dumps({"protocol": PROTOCOL, "columns": 2, **identity}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     root = Path(params.cache_dir) if params.cache_dir else cache_root()
     folder = root / f"{kind}-{digest}"

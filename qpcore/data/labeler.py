@@ -27,6 +27,7 @@ from PIL import Image
 from qpcore.data.jobs import Job
 from qpcore.data.manifest import (
     PARAM_COLUMNS,
+    SIZE_COLUMNS,
     error_line,
     format_row,
     iter_raw_rows,
@@ -113,10 +114,13 @@ def _job_rows(job: Job) -> list[tuple[str, ...]]:
 
 
 def _valid_label(row: dict[str, Any]) -> bool:
+    """A finished row: a label in range and its SVG's size (rows written before
+    sizes were recorded are labelled again, so a dataset has them on every row)."""
     try:
-        return -1.0 <= float(row.get("ssim") or "nan") <= 1.0
+        ssim_ok = -1.0 <= float(row.get("ssim") or "nan") <= 1.0
     except ValueError:
         return False
+    return ssim_ok and all(str(row.get(c) or "").isdigit() for c in SIZE_COLUMNS)
 
 
 def _copy_atomic(src: str, dst: Path) -> None:
@@ -182,7 +186,12 @@ def run_job(job: Job, out_dir: str, max_pixels: int = MAX_PIXELS) -> JobResult:
         timings: Counter[str] = Counter()
         for label in labels:
             timings.update(label.timings)
-        rows = [format_row(job.name, lab.ssim, lab.params, job.group, source) for lab in labels]
+        rows = [
+            format_row(
+                job.name, lab.ssim, lab.params, job.group, source, lab.svg_bytes, lab.svg_paths
+            )
+            for lab in labels
+        ]
         return JobResult(job, rows, timings=dict(timings))
     except (KeyboardInterrupt, SystemExit, DiskFull):
         raise  # a full disk stops the run: it is no fault of this image

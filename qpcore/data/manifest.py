@@ -18,7 +18,17 @@ from qpcore.data.protocol import PROTOCOL, VtracerParams
 from qpcore.errors import QPError
 
 PARAM_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(VtracerParams))
-COLUMNS: tuple[str, ...] = ("image", "ssim", "label_protocol", "group", "source", *PARAM_COLUMNS)
+#: What the SVG of a label costs; absent from manifests written before qpcore 0.14.
+SIZE_COLUMNS: tuple[str, ...] = ("svg_bytes", "svg_paths")
+COLUMNS: tuple[str, ...] = (
+    "image",
+    "ssim",
+    "label_protocol",
+    "group",
+    "source",
+    *PARAM_COLUMNS,
+    *SIZE_COLUMNS,
+)
 REQUIRED = ("image", "ssim")
 MAX_REPORTED = 20
 
@@ -48,6 +58,8 @@ class Sample:
         group: Source-image id; rows sharing it stay on one side of a split.
         source: Free text, where the image came from.
         line: Line of the manifest the row was read from (1 = header).
+        svg_bytes: Size of the label's SVG in bytes (None: not recorded).
+        svg_paths: Its number of paths (None: not recorded).
     """
 
     image: Path
@@ -56,6 +68,8 @@ class Sample:
     group: str
     source: str = ""
     line: int = 0
+    svg_bytes: int | None = None
+    svg_paths: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,10 +109,18 @@ def _parse_row(
     except ValueError as exc:
         problems.append(f"line {line}: bad vtracer params: {exc}")
         params = VtracerParams()
+    sizes: list[int | None] = []
+    for column in SIZE_COLUMNS:
+        text = (row.get(column) or "").strip()
+        number = int(text) if text.isdigit() and len(text) < 12 else None
+        if text and number is None:
+            problems.append(f"line {line}: {column} {text!r} is not a whole number of 0 or more")
+        sizes.append(number)
     if problems or path is None:
         return None, problems
     group = (row.get("group") or "").strip() or image
-    return Sample(path, value, params, group, (row.get("source") or "").strip(), line), []
+    source = (row.get("source") or "").strip()
+    return Sample(path, value, params, group, source, line, *sizes), []
 
 
 def read_manifest(path: str | Path, check_images: bool = True) -> Manifest:
@@ -193,7 +215,13 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[tuple[int, int], list[str
 
 
 def format_row(
-    image: str, ssim: float, params: VtracerParams, group: str, source: str
+    image: str,
+    ssim: float,
+    params: VtracerParams,
+    group: str,
+    source: str,
+    svg_bytes: int | None = None,
+    svg_paths: int | None = None,
 ) -> dict[str, Any]:
     """A manifest row as written by qpcore's tools (every column)."""
     return {
@@ -203,6 +231,8 @@ def format_row(
         "group": group,
         "source": source,
         **params.as_dict(),
+        "svg_bytes": "" if svg_bytes is None else svg_bytes,
+        "svg_paths": "" if svg_paths is None else svg_paths,
     }
 
 

@@ -249,6 +249,10 @@ class Label:
     ssim: float
     params: VtracerParams
     timings: dict[str, float] = field(default_factory=dict)
+    #: Size of vtracer's SVG in UTF-8 bytes, and its ``<path>`` elements: the
+    #: cost side of a setting, what ``qp suggest`` trades against the SSIM.
+    svg_bytes: int = 0
+    svg_paths: int = 0
 
 
 def label_pixels(pixels: np.ndarray, params: VtracerParams = DEFAULT_PARAMS) -> Label:
@@ -260,7 +264,8 @@ def label_pixels(pixels: np.ndarray, params: VtracerParams = DEFAULT_PARAMS) -> 
     t2 = time.perf_counter()
     score = ssim(pixels, rendered)
     t3 = time.perf_counter()
-    return Label(score, params, {"vectorize": t1 - t0, "render": t2 - t1, "ssim": t3 - t2})
+    timings = {"vectorize": t1 - t0, "render": t2 - t1, "ssim": t3 - t2}
+    return Label(score, params, timings, len(svg.encode()), svg.count("<path"))
 
 
 def label_image(path: str | Path, params: VtracerParams = DEFAULT_PARAMS) -> float:
