@@ -40,7 +40,12 @@ def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
     head = cfg.model.head
     try:
         return QualityModel(
-            backbones, head.hidden, head.dropout, head.batch_norm, head.params_input
+            backbones,
+            head.hidden,
+            head.dropout,
+            head.batch_norm,
+            head.params_input,
+            size_target="svg_bytes" in cfg.model.targets,
         )
     except ValueError as exc:
         raise QPError(f"model: {exc}") from exc

@@ -17,6 +17,7 @@ import click
 from qpcore import __version__
 from qpcore.cli_data import data
 from qpcore.cli_options import SET_OPTION
+from qpcore.cli_serve import suggest_command
 from qpcore.cli_train import (
     compare_command,
     cv_command,
@@ -225,6 +226,7 @@ cli.add_command(data)
 cli.add_command(train)
 cli.add_command(predict)
 cli.add_command(export_command)
+cli.add_command(suggest_command)
 cli.add_command(evaluate_command)
 cli.add_command(compare_command)
 cli.add_command(cv_command)

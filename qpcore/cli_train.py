@@ -289,6 +289,11 @@ def evaluate_command(
             shown = value if isinstance(value, int) or value is None else f"{value:.4f}"
             reason = report["undefined"].get(key)
             click.echo(f"{key}: {'null (' + reason + ')' if reason else shown}")
+    size = report.get("size")
+    if size and size.get("rows"):
+        pearson, error = size["size_pearson_log"], size["size_median_rel_error"]
+        click.echo(f"size_pearson_log: {'null' if pearson is None else f'{pearson:.4f}'}")
+        click.echo(f"size_median_rel_error: {'null' if error is None else f'{error:.4f}'}")
     if report["unreadable"]:
         click.echo(f"{len(report['unreadable'])} rows skipped: image unreadable", err=True)
     if out is not None:

@@ -128,6 +128,20 @@ class ModelConfig(StrictNumbers):
         "backbone", [], "More feature extractors, their outputs concatenated after the backbone's."
     )
     head: HeadConfig = Field(default_factory=HeadConfig)
+    targets: list[Literal["ssim", "svg_bytes"]] = Field(
+        default_factory=lambda: ["ssim"],
+        description="What the model predicts: ssim, and optionally svg_bytes (the SVG's "
+        "size, by a second head fitted on the same frozen features).",
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _ssim_first(cls, value: list[str]) -> list[str]:
+        if not value or value[0] != "ssim" or len(set(value)) != len(value):
+            raise ValueError(
+                "targets start with ssim and name each target once, e.g. [ssim, svg_bytes]"
+            )
+        return value
 
 
 class EarlyStoppingConfig(StrictNumbers):

@@ -186,6 +186,22 @@ def predict_rows(
         return predictor.model.predict_features(features, encoded).float().cpu().numpy()
 
 
+def _size_report(predictor: Predictor, rows: Sequence[Sample]) -> dict[str, Any]:
+    """The SVG-size head against the rows' recorded sizes (where they have one)."""
+    import torch
+
+    from qpcore.size_model import size_metrics
+
+    sized = [s for s in rows if s.svg_bytes]
+    if not sized:
+        return {"rows": 0, "why": "the manifest records no svg_bytes"}
+    features, encoded = row_inputs(predictor, sized)
+    with torch.no_grad():
+        predicted = predictor.model.predict_log_size(features, encoded).float().cpu().numpy()
+    true_bytes = np.array([s.svg_bytes for s in sized], dtype=np.float64)
+    return {"rows": len(sized), **size_metrics(predicted, true_bytes)}
+
+
 def mc_dropout(
     predictor: Predictor, rows: Sequence[Sample], passes: int, seed: int = 0
 ) -> np.ndarray | None:
@@ -259,6 +275,8 @@ def evaluate(
     registry = registry or default_registry()
     sections: list[Section] | None = [] if out is not None and html else None
     report = run_evaluators(data, evaluators, registry, sections)
+    if served is not None and served.model.size_head is not None:
+        report["size"] = _size_report(served, kept)
     report.update(
         checkpoint=str(checkpoint),
         data=str(manifest),

@@ -22,12 +22,19 @@ from qpcore.data.protocol import ENCODED_PARAM_NAMES
 
 
 class Head(nn.Module):
-    """The MLP: ``in_features -> hidden... -> 1``, sigmoid output."""
+    """The MLP: ``in_features -> hidden... -> 1``, sigmoid output (``sigmoid=False``:
+    the raw value, for a target that is not bounded like an SSIM)."""
 
     def __init__(
-        self, in_features: int, hidden: Sequence[int], dropout: float, batch_norm: bool
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        dropout: float,
+        batch_norm: bool,
+        sigmoid: bool = True,
     ) -> None:
         super().__init__()
+        self.sigmoid = sigmoid
         layers: list[nn.Module] = []
         width = in_features
         for size in hidden:
@@ -46,7 +53,8 @@ class Head(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.layers(x)).squeeze(-1)
+        out = self.layers(x).squeeze(-1)
+        return torch.sigmoid(out) if self.sigmoid else out
 
 
 class QualityModel(nn.Module):
@@ -56,6 +64,8 @@ class QualityModel(nn.Module):
         backbones: Feature extractors, their outputs concatenated in this order.
         hidden, dropout, batch_norm: The head's shape.
         params_input: Feed the encoded vtracer params to the head as well.
+        size_target: Add a second head predicting the SVG's log size in bytes
+            from the same standardised input (fitted by :mod:`qpcore.size_model`).
     """
 
     def __init__(
@@ -65,6 +75,7 @@ class QualityModel(nn.Module):
         dropout: float,
         batch_norm: bool,
         params_input: bool,
+        size_target: bool = False,
     ) -> None:
         super().__init__()
         self.backbones = nn.ModuleList(backbones)
@@ -98,6 +109,12 @@ class QualityModel(nn.Module):
             self.register_buffer("conditioned_std", torch.ones(self.conditioned_dim))
         width = len(plain) + self.conditioned_dim + self.params_dim
         self.head = Head(width, hidden, dropout, batch_norm)
+        self.size_head: Head | None = None
+        if size_target:
+            self.size_head = Head(width, hidden, dropout, batch_norm, sigmoid=False)
+            # Standardised log bytes: the head predicts z, bytes = exp(z * std + mean).
+            self.register_buffer("size_mean", torch.zeros(()))
+            self.register_buffer("size_std", torch.ones(()))
 
     @property
     def backbones_trainable(self) -> bool:
@@ -139,6 +156,18 @@ class QualityModel(nn.Module):
 
     def predict_features(self, features: Tensor, params: Tensor | None = None) -> Tensor:
         """Predictions ``[B]`` from precomputed features (the cached path)."""
+        return self.head(self.head_input(features, params))
+
+    def predict_log_size(self, features: Tensor, params: Tensor | None = None) -> Tensor:
+        """Predicted natural log of the SVG's bytes ``[B]``, from precomputed features."""
+        if self.size_head is None:
+            raise ValueError("this model does not predict the SVG size (model.targets)")
+        z = self.size_head(self.head_input(features, params))
+        return z * self.size_std + self.size_mean
+
+    def head_input(self, features: Tensor, params: Tensor | None = None) -> Tensor:
+        """What the heads read: standardised features (read off at the row's
+        setting for conditioning backbones), then the encoded params."""
         x = (features - self.feature_mean) / self.feature_std
         if self.params_input:
             if params is None:
@@ -148,7 +177,7 @@ class QualityModel(nn.Module):
                 conditioned = self._conditioned(features, params)
                 parts.append((conditioned - self.conditioned_mean) / self.conditioned_std)
             x = torch.cat([*parts, params.to(x.dtype)], dim=1)
-        return self.head(x)
+        return x
 
     def forward(self, inputs: list[Tensor], params: Tensor | None = None) -> Tensor:
         return self.predict_features(self.features(inputs), params)

@@ -162,6 +162,34 @@ class Predictor:
         features = torch.from_numpy(np.concatenate(tables, axis=1)).to(self.device)
         return self._head(features, settings)
 
+    @property
+    def predicts_size(self) -> bool:
+        """Whether the model also predicts the SVG's size (``model.targets``)."""
+        return self.model.size_head is not None
+
+    def score_settings(
+        self, image: ImageLike, settings: Sequence[ParamsLike]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted SSIM and SVG bytes of one image under each setting: the
+        features once, both heads batched over the settings."""
+        resolved = [to_params(s) for s in settings]
+        return self.score_encoded(image, np.stack([encode_params(s) for s in resolved]))
+
+    def score_encoded(self, image: ImageLike, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score_settings` for settings already encoded (``encode_params``
+        rows): a caller scoring the same candidates for many images encodes once."""
+        if not self.takes_params or not self.predicts_size:
+            raise QPError(
+                "scoring settings needs a random-track model with model.targets: "
+                "[ssim, svg_bytes] (e.g. qp train random)"
+            )
+        params = torch.from_numpy(np.asarray(encoded, np.float32)).to(self.device)
+        features = self.features([to_pixels(image)]).expand(len(params), -1)
+        with torch.no_grad():
+            ssim = self.model.predict_features(features, params).float().cpu().numpy()
+            log_bytes = self.model.predict_log_size(features, params).float().cpu().numpy()
+        return ssim, np.exp(log_bytes)
+
     def predict_settings(self, image: ImageLike, settings: Sequence[ParamsLike]) -> np.ndarray:
         """One image under many vtracer settings: features once, the head batched."""
         if not self.takes_params:

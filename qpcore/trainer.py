@@ -337,6 +337,32 @@ class Trainer:
         self._say(f"features of {len(set(paths))} images {state} (cache: {cache_root()})")
         return True
 
+    def _fit_size_head(self) -> dict[str, float | None]:
+        """The SVG-size head on the cached features (:mod:`qpcore.size_model`);
+        before the optimizer is built, which then leaves the frozen head out."""
+        from qpcore.size_model import fit_size_head
+
+        train, val = self.splits["train"], self.splits["val"]
+        if train.features is None or val.features is None:
+            raise QPError(
+                "model.targets: svg_bytes is fitted on cached features: it needs frozen "
+                "backbones and no trainer.augment"
+            )
+        params = self.model.params_input
+        found = fit_size_head(
+            self.model,
+            (train.features.cpu(), train.params if params else None, train.samples),
+            (val.features.cpu(), val.params if params else None, val.samples),
+            self.cfg.trainer.seed,
+        )
+        pearson, error = found["size_pearson_log"], found["size_median_rel_error"]
+        self._say(
+            "size head: val Pearson on log bytes "
+            f"{'undefined' if pearson is None else f'{pearson:.4f}'}, median relative error "
+            f"{'undefined' if error is None else f'{error:.1%}'}"
+        )
+        return found
+
     def _plain_features(self, rows: Rows) -> Tensor:
         """Un-augmented features of frozen backbones, for standardisation only
         (used when augmentation keeps the cache out of training)."""
@@ -416,6 +442,7 @@ class Trainer:
                 stats_features = self._plain_features(self.splits["train"])
         if stats_features is not None:
             self.model.set_feature_stats(stats_features, self.splits["train"].params)
+        self.size_metrics = self._fit_size_head() if self.model.size_head is not None else {}
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -772,6 +799,8 @@ class Trainer:
             "stop_reason": self.state.stop_reason,
             "feature_cache": self.cached,
         }
+        if self.size_metrics:
+            results["size"] = self.size_metrics
         for split in ("val", "test"):
             # No finite epoch (NaN from the first one): nothing worth scoring.
             if len(self.splits[split]) and best is not None:

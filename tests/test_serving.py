@@ -230,3 +230,86 @@ def test_embedded_backbone_weights_are_stored_in_half_precision_when_harmless(
     half = load_predictor(tmp_path / "run" / "best.pt").predict(paths)
     full = load_predictor(tmp_path / "run" / "last.pt").predict(paths)
     assert float(np.abs(half - full).max()) <= 1e-3
+
+
+# --- SVG size and qp suggest ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sized(random_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-track model that predicts SSIM and SVG bytes, on real labels."""
+    out = tmp_path_factory.mktemp("sized")
+    cfg = run_config(
+        random_manifest,
+        out,
+        model={
+            "backbone": {"name": "vectorizer_response", "size": 64},
+            "features": [{"name": "image_stats", "size": 64}],
+            "head": {"hidden": [32], "dropout": 0.0, "params_input": True},
+            "targets": ["ssim", "svg_bytes"],
+        },
+    )
+    (out / "run.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QP_CACHE_DIR", str(out / "cache"))
+        result = CliRunner().invoke(cli, ["train", str(out / "run.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "size head: val Pearson on log bytes" in result.output
+    results = json.loads((out / "run" / "results.json").read_text())
+    assert set(results["size"]) == {"size_pearson_log", "size_median_rel_error"}
+    return out / "run" / "best.pt"
+
+
+def test_the_size_head_is_evaluated_on_recorded_sizes(sized: Path, random_manifest: Path) -> None:
+    result = CliRunner().invoke(cli, ["evaluate", str(sized), "--data", str(random_manifest)])
+    assert result.exit_code == 0, result.output
+    pearson = float(result.output.split("size_pearson_log: ")[1].split()[0])
+    assert pearson > 0.5  # sizes span orders of magnitude: even a tiny model orders them
+
+
+def test_suggest_picks_the_smallest_setting_that_clears_the_bar(
+    sized: Path, random_manifest: Path
+) -> None:
+    import numpy as np
+
+    from qpcore import load_predictor
+    from qpcore.data.protocol import encode_params, label_pixels, load_image
+    from qpcore.suggest import candidate_settings
+
+    images = sorted((random_manifest.parent / "images").glob("*.png"))[:3]
+    args = ["suggest", str(sized), *map(str, images), "--format", "json", "--margin", "0"]
+    result = CliRunner().invoke(cli, [*args, "--min-ssim", "0.8", "--verify"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    predictor = load_predictor(sized)
+    settings = candidate_settings(1000)
+    for row, image in zip(rows, images, strict=True):
+        assert row["image"] == str(image) and len(row["params"]) == 11
+        assert row["candidates"] == 1000
+        ssim, size = predictor.score_encoded(
+            load_image(image), np.stack([encode_params(s) for s in settings])
+        )
+        clears = ssim >= 0.8
+        if clears.any():
+            assert row["cleared"] is True
+            assert row["predicted_svg_bytes"] == round(float(size[clears].min()))
+        chosen = next(s for s in settings if s.as_dict() == row["params"])
+        truth = label_pixels(load_image(image), chosen)
+        assert row["true_ssim"] == round(truth.ssim, 6)
+        assert row["true_svg_bytes"] == truth.svg_bytes
+    best = json.loads(
+        CliRunner().invoke(cli, [*args, "--objective", "best", "--min-ssim", "1"]).stdout
+    )
+    for row, image in zip(best, images, strict=True):
+        ssim, _ = predictor.score_settings(image, settings)
+        assert row["predicted_ssim"] == pytest.approx(float(ssim.max()), abs=1e-4)
+        assert row["cleared"] is False  # nothing predicts an SSIM of 1 plus a margin
+
+
+def test_suggest_needs_a_model_that_scores_settings(best: Path, tiny_manifest: Path) -> None:
+    image = str(images_of(tiny_manifest)[0])
+    result = CliRunner().invoke(cli, ["suggest", str(best), image])
+    assert result.exit_code == 2
+    assert "needs a random-track model with model.targets: [ssim, svg_bytes]" in result.output
+    bad = CliRunner().invoke(cli, ["suggest", str(best), "missing.png"])
+    assert bad.exit_code == 2 and "no image could be read" in bad.output
