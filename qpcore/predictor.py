@@ -183,7 +183,7 @@ class Predictor:
                 "scoring settings needs a random-track model with model.targets: "
                 "[ssim, svg_bytes] (e.g. qp train random)"
             )
-        params = torch.from_numpy(np.asarray(encoded, np.float32)).to(self.device)
+        params = torch.tensor(np.asarray(encoded), dtype=torch.float32, device=self.device)
         features = self.features([to_pixels(image)]).expand(len(params), -1)
         with torch.no_grad():
             ssim = self.model.predict_features(features, params).float().cpu().numpy()

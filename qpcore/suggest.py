@@ -10,6 +10,7 @@ model's validation MAE unless given), ``best`` the highest predicted SSIM.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -73,6 +74,16 @@ def candidate_settings(count: int, seed: int = 0) -> list[VtracerParams]:
     return list(found)
 
 
+@functools.lru_cache(maxsize=4)
+def _encoded_candidates(count: int, seed: int) -> tuple[list[VtracerParams], np.ndarray]:
+    """The candidates and their encoding, made once per process: encoding a
+    thousand settings costs more than scoring them."""
+    settings = candidate_settings(count, seed)
+    encoded = np.stack([encode_params(s) for s in settings])
+    encoded.flags.writeable = False
+    return settings, encoded
+
+
 def default_margin(predictor: Predictor) -> float:
     """The model's validation MAE at its best epoch: how far a prediction
     typically misses, so a bar cleared by that much usually holds."""
@@ -112,8 +123,7 @@ def suggest(
     """
     if not 0.0 <= min_ssim <= 1.0:
         raise QPError(f"--min-ssim must lie in [0, 1], got {min_ssim}")
-    settings = candidate_settings(candidates, seed)
-    encoded = np.stack([encode_params(s) for s in settings])
+    settings, encoded = _encoded_candidates(candidates, seed)
     margin = default_margin(predictor) if margin is None else margin
     out = []
     for image in images:
