@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +32,13 @@ def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
 
 def percentile_ms(seconds: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(seconds) * 1000, q))
+
+
+def ensure_corpus(corpus: Path) -> None:
+    """Build the real corpus (``qp data corpus``) unless it is there already."""
+    if (corpus / "default" / "manifest.csv").exists() and (
+        corpus / "random" / "manifest.csv"
+    ).exists():
+        return
+    qp = Path(sys.executable).with_name("qp")
+    subprocess.run([str(qp), "data", "corpus", "--out", str(corpus)], check=True)

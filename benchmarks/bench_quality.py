@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import DEFAULT_DEV, ROOT, import_qpcore, percentile_ms, scores
+from _common import DEFAULT_DEV, ROOT, ensure_corpus, import_qpcore, percentile_ms, scores
 
 import_qpcore()
 
@@ -217,15 +216,6 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{fmt(s['spearman'])} | {fmt(s['mae'], 4)} |"
                 )
     return "\n".join(lines)
-
-
-def ensure_corpus(corpus: Path) -> None:
-    if (corpus / "default" / "manifest.csv").exists() and (
-        corpus / "random" / "manifest.csv"
-    ).exists():
-        return
-    qp = Path(sys.executable).with_name("qp")
-    subprocess.run([str(qp), "data", "corpus", "--out", str(corpus)], check=True)
 
 
 def main() -> int:

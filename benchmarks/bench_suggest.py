@@ -9,20 +9,24 @@ real. Prints the share of suggestions that truly keep the bar (goal >= 90 %),
 the median true SVG size relative to the defaults' (goal < 1), per source too,
 and the time per image against one real conversion measured in the same run.
 
-Usage: .venv/bin/python benchmarks/bench_suggest.py --checkpoint runs/random/best.pt
+Usage: .venv/bin/python benchmarks/bench_suggest.py [--checkpoint runs/random/best.pt]
        [--corpus data/corpus] [--min-ssim 0.95] [--count 400] [--candidates 1000]
+
+A missing checkpoint is trained first (``qp train random``, several minutes), a
+missing corpus built (``qp data corpus``).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, import_qpcore
+from _common import ROOT, ensure_corpus, import_qpcore
 
 import_qpcore()
 
@@ -36,13 +40,19 @@ KEEP_GOAL = 0.90
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "random" / "best.pt")
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
     parser.add_argument("--min-ssim", type=float, default=0.95)
     parser.add_argument("--count", type=int, default=400, help="Images, spread over sources.")
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--margin", type=float, help="Default: the model's val MAE.")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()
+    ensure_corpus(args.corpus)
+    if not args.checkpoint.is_file():
+        qp = Path(sys.executable).with_name("qp")
+        out = args.checkpoint.parent
+        sets = ["--set", f"output.dir={out.parent}", "--set", f"output.name={out.name}"]
+        subprocess.run([str(qp), "train", "random", "-q", *sets], check=True)
     predictor = load_predictor(args.checkpoint)
     rows = read_manifest(args.corpus / "default" / "manifest.csv").samples
     eligible = [s for s in rows if s.ssim >= args.min_ssim and s.params == DEFAULT_PARAMS]
