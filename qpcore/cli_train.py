@@ -228,7 +228,8 @@ def export_command(
     if quantize != "none" and fmt != "onnx":
         raise QPError("--quantize int8 needs --format onnx")
     predictor = load_predictor(checkpoint)
-    assert isinstance(predictor, Predictor), "export reads a checkpoint"
+    if not isinstance(predictor, Predictor):
+        raise QPError(f"{checkpoint}: already an export; qp export reads a checkpoint (.pt)")
     suffix = {"torchscript": ".ts.pt", "onnx": ".onnx"}[fmt]
     if quantize == "int8":
         suffix = ".int8.onnx"

@@ -109,7 +109,8 @@ def load_exported(path: Path, registry: Registry | None = None) -> ExportedPredi
             ref["weights"] = "none"
     cfg = resolve_config(config, registry, source=f"{path} (its config)", kinds=PREDICTION_KINDS)
     built = [cfg.model.backbone, *cfg.model.features]
-    backbones = [build_backbone(ref, registry, "model.backbone") for ref in built]
+    where = ["model.backbone", *(f"model.features.{i}" for i in range(len(cfg.model.features)))]
+    backbones = [build_backbone(ref, registry, at) for ref, at in zip(built, where, strict=True)]
     for backbone, record in zip(backbones, meta.backbones, strict=True):
         if backbone.describe() != record.describe:
             raise CheckpointError(

@@ -190,6 +190,8 @@ def test_an_onnx_file_not_made_by_qp_export_is_refused(
 
     out = tmp_path / "model.onnx"
     assert export(best, "--out", str(out))[0] == 0
+    code, said = export(out)
+    assert code == 2 and "already an export; qp export reads a checkpoint" in said
     model = onnx.load(str(out))
     del model.metadata_props[:]
     onnx.save(model, str(tmp_path / "bare.onnx"))
