@@ -34,6 +34,10 @@ Quantize = Literal["none", "int8"]
 META_KEY = "qpcore_meta"
 FORMAT_KEY = "qpcore_format"
 ONNX_FORMAT = "qpcore-onnx/1"
+#: Operators int8 quantization rounds, and the node-name prefix of the head
+#: (as torch names the exported graph), which stays in float.
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+HEAD_NODES = "/model/head/"
 #: Calibration images used when none are given.
 CALIBRATION_COUNT = 64
 
@@ -235,8 +239,10 @@ def _quantize_int8(plain: Path, out: Path, batches: list[tuple[Tensor, ...]]) ->
     """ONNX Runtime's static quantization: int8 weights per channel, uint8
     activations whose ranges come from the calibration batches.
 
-    Only convolutions and matrix products are quantized: they are the cost, while
-    the head's sigmoid and the standardisation stay in float.
+    Only the backbones' convolutions and matrix products are quantized: they are
+    the cost. The head stays in float: it costs a fraction of a millisecond, and
+    rounding the standardised features it reads moved the default model's
+    predictions by up to 0.07 on dev-icons (8 bits over their full range).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -257,8 +263,18 @@ def _quantize_int8(plain: Path, out: Path, batches: list[tuple[Tensor, ...]]) ->
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
 
+    import onnx
+
     prepared = plain.with_name("prepared.onnx")
     quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+    nodes = onnx.load(str(prepared)).graph.node
+    head = [n.name for n in nodes if n.name.startswith(HEAD_NODES)]
+    if not [n for n in nodes if n.op_type in QUANTIZED_OPS and n.name not in head]:
+        raise QPError(
+            "nothing to quantize: int8 applies to a CNN backbone's layers, and this "
+            "model's backbones compute their features in numpy (its cost); export it "
+            "with --format onnx and no --quantize"
+        )
     quantize_static(
         str(prepared),
         str(out),
@@ -267,7 +283,8 @@ def _quantize_int8(plain: Path, out: Path, batches: list[tuple[Tensor, ...]]) ->
         per_channel=True,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
-        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        nodes_to_exclude=head,
     )
 
 
