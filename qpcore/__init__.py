@@ -27,27 +27,39 @@ from qpcore.specs import (
 __version__ = "0.1.0"
 
 
+#: Names served lazily: they need torch (or the report machinery), which plugin
+#: registration and the pytest plugin should not pay for on ``import qpcore``.
+_LAZY = {
+    "load_predictor": "qpcore.predictor",
+    "evaluate": "qpcore.evaluation",
+    "EvalData": "qpcore.evaluation",
+    "EvalOutput": "qpcore.evaluation",
+    "Section": "qpcore.report",
+    "Backbone": "qpcore.backbone",
+    "ComputedFeatures": "qpcore.backbone",
+}
+
+
 def __getattr__(name: str) -> object:
-    # Lazy: ``qpcore.load_predictor`` needs torch, which plugin registration and the
-    # pytest plugin should not pay for on import.
-    if name == "load_predictor":
-        from qpcore.predictor import load_predictor
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qpcore' has no attribute {name!r}")
+    import importlib
 
-        return load_predictor
-    if name == "evaluate":
-        from qpcore.evaluation import evaluate
-
-        return evaluate
-    raise AttributeError(f"module 'qpcore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [
+    "Backbone",
     "BackboneSpec",
+    "ComputedFeatures",
     "ConfigError",
     "ConfigFileError",
     "ConfigIssue",
     "DatasetParams",
     "DatasetSpec",
+    "EvalData",
+    "EvalOutput",
     "EvaluatorSpec",
     "ExecutorParams",
     "ExecutorSpec",
@@ -60,6 +72,7 @@ __all__ = [
     "QPError",
     "SchedulerParams",
     "SchedulerSpec",
+    "Section",
     "UnknownComponentError",
     "__version__",
     "evaluate",

@@ -166,6 +166,35 @@ def _require(spec: LossSpec, condition: bool, message: str) -> None:
 __all__ = ["CONFORMANCE_BATCH", "assert_loss_conforms"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--qp-allow-plugin-problems",
+        action="store_true",
+        help="qpcore: run even when installed plugins clash or are broken "
+        "(for tests that build such an environment on purpose).",
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail the run when the environment's plugins clash or are broken.
+
+    ``qp`` refuses to start for every user of such an environment, while the
+    plugin's own tests would pass: a name clash only raises when the clashing name
+    is looked up. So a plugin's CI fails here, naming both providers.
+    """
+    if session.config.getoption("qp_allow_plugin_problems", default=False):
+        return
+    from qpcore.registry import Registry
+
+    problems = Registry.from_entrypoints().problems()
+    if problems:
+        raise pytest.UsageError(
+            "qpcore: the installed plugins cannot be used together, so qp would refuse "
+            "to start:\n" + "\n".join(problems) + "\n(pass --qp-allow-plugin-problems "
+            "to run the tests anyway)"
+        )
+
+
 @pytest.fixture
 def qp_registry() -> Registry:
     """The registry of what is installed, loaded afresh for each test.

@@ -32,11 +32,26 @@ def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def test_every_hook_is_documented() -> None:
+def test_every_hook_is_documented_with_its_signature() -> None:
+    """Each hookspec appears in plugins.md as ``name(arg, ...)`` with the
+    arguments it really takes, so a new or changed hook cannot go unnoticed."""
+    import inspect
+
     text = (DOCS / "plugins.md").read_text()
-    hooks = [name for name in dir(hookspecs) if name.startswith("qp_")]
-    assert len(hooks) == 14
-    assert [h for h in hooks if f"`{h}(" not in text] == []
+    hooks = {
+        name: getattr(hookspecs, name)
+        for name in dir(hookspecs)
+        if name.startswith("qp_") and callable(getattr(hookspecs, name))
+    }
+    assert set(hooks) == set(hookspecs.REGISTRATION_HOOKS.values()) | {
+        n for n in hooks if n.startswith("qp_on_")
+    }
+    undocumented = [
+        f"{name}({', '.join(inspect.signature(hook).parameters)})"
+        for name, hook in hooks.items()
+        if f"`{name}({', '.join(inspect.signature(hook).parameters)})" not in text
+    ]
+    assert undocumented == []
 
 
 def test_every_config_key_is_documented() -> None:
@@ -71,3 +86,30 @@ def test_every_builtin_and_param_is_documented(kind: str, doc: str) -> None:
             missing.append(spec.name)
         missing += [f"{spec.name}.{p}" for p in spec.params.model_fields if f"`{p}`" not in text]
     assert missing == []
+
+
+def test_config_md_lists_the_packaged_monitors() -> None:
+    import yaml
+
+    from qpcore.config_io import packaged_configs
+
+    text = (DOCS / "config.md").read_text()
+    for name in packaged_configs():
+        path = REPO / "qpcore" / "defaults" / f"{name}.yaml"
+        monitors = yaml.safe_load(path.read_text())["monitors"]
+        assert f"`[{', '.join(monitors)}]`" in text, name
+
+
+def test_the_public_api_is_importable_from_qpcore_without_torch_up_front() -> None:
+    import subprocess
+    import sys
+
+    import qpcore
+
+    script = "import sys, qpcore; print('torch' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert found.stdout.strip() == "False", found.stderr
+    for name in qpcore.__all__:
+        assert getattr(qpcore, name) is not None, name
+    assert qpcore.Backbone.__module__ == "qpcore.backbone"
+    assert qpcore.Section.__module__ == "qpcore.report"

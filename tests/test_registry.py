@@ -234,3 +234,39 @@ def test_same_entry_point_name_in_two_distributions(
 def test_unmatched_disable_names_are_reported() -> None:
     registry = Registry.from_entrypoints(disabled={"qp_lossez", "qp_losses"})
     assert registry.manager.unmatched_disabled() == ["qp-lossez"]
+
+
+def test_a_clash_fails_the_plugin_authors_pytest_run(
+    tmp_path: Path, on_path: Callable[[Path], None]
+) -> None:
+    """qpcore's pytest plugin refuses to run tests in an environment qp refuses."""
+    import os
+    import subprocess
+    import sys
+
+    on_path(
+        make_distribution(
+            tmp_path / "site",
+            "qp-extra",
+            "2.3.1",
+            {"qp_extra_losses": FOCAL_PLUGIN},
+            {"qp_extra_losses": "qp_extra_losses"},
+        )
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_mine.py").write_text("def test_mine():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "QP_DISABLE_PLUGINS"}
+
+    def pytest_run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+        return subprocess.run(
+            command, cwd=tmp_path / "tests", capture_output=True, text=True, env=env
+        )
+
+    refused = pytest_run()
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert "Duplicate loss 'focal' provided by:" in said
+    assert "qp-extra 2.3.1 (qp_extra_losses)" in said and "qpcore" in said
+    allowed = pytest_run("--qp-allow-plugin-problems")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
