@@ -15,17 +15,7 @@ from typing import Any
 import click
 
 from qpcore import __version__
-from qpcore.cli_data import data
 from qpcore.cli_options import SET_OPTION
-from qpcore.cli_serve import suggest_command
-from qpcore.cli_train import (
-    compare_command,
-    cv_command,
-    evaluate_command,
-    export_command,
-    predict,
-    train,
-)
 from qpcore.config_io import dump_yaml, load_run_config
 from qpcore.errors import QPError
 from qpcore.registry import Registry, default_registry
@@ -40,6 +30,54 @@ def _debug(ctx: click.Context) -> bool:
     root = ctx.find_root()
     flag = os.environ.get(DEBUG_ENV, "").strip().lower()
     return bool(root.params.get("traceback")) or flag not in ("", "0", "false", "no", "off")
+
+
+#: Commands whose modules import torch (and the trainer), loaded when one of them
+#: runs, so ``qp --help``, ``qp --version`` and ``qp config ...`` start at once.
+#: name -> (module, attribute, the short help ``qp --help`` shows; a test keeps
+#: it equal to the command's own).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": (
+        "qpcore.cli_data",
+        "data",
+        "Make labelled datasets: label your images, or generate synthetic ones.",
+    ),
+    "train": (
+        "qpcore.cli_train",
+        "train",
+        "Train a model on FILE's run config (default: the packaged default run).",
+    ),
+    "predict": (
+        "qpcore.cli_train",
+        "predict",
+        "Predict the SSIM each IMAGE keeps when vectorized, with CHECKPOINT's model.",
+    ),
+    "export": (
+        "qpcore.cli_train",
+        "export_command",
+        "Export CHECKPOINT's model as TorchScript or ONNX (optional extra).",
+    ),
+    "suggest": (
+        "qpcore.cli_serve",
+        "suggest_command",
+        "For each IMAGE, the vtracer setting that keeps --min-ssim with the smallest SVG.",
+    ),
+    "evaluate": (
+        "qpcore.cli_train",
+        "evaluate_command",
+        "Evaluate CHECKPOINT on a labelled manifest.",
+    ),
+    "compare": (
+        "qpcore.cli_train",
+        "compare_command",
+        "Compare models on the same labelled rows.",
+    ),
+    "cv": (
+        "qpcore.cli_train",
+        "cv_command",
+        "Cross-validate FILE's run config (default: the packaged run) over K folds.",
+    ),
+}
 
 
 class QPGroup(click.Group):
@@ -76,7 +114,46 @@ class QPGroup(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=QPGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class RootGroup(QPGroup):
+    """``qp`` itself: also loads the heavy commands only when they run
+    (:data:`LAZY_COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = super().get_command(ctx, name)
+        if found is None and name in LAZY_COMMANDS:
+            import importlib
+
+            module, attribute, _ = LAZY_COMMANDS[name]
+            found = getattr(importlib.import_module(module), attribute)
+        return found
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, without importing the lazy commands' modules."""
+        rows = []
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        for name in names:
+            if name in LAZY_COMMANDS:
+                rows.append(
+                    # A stand-in command: click's own truncation of the same text.
+                    (
+                        name,
+                        click.Command(name, help=LAZY_COMMANDS[name][2]).get_short_help_str(limit),
+                    )
+                )
+                continue
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="qp", message="%(prog)s %(version)s")
 @click.option(
     "--traceback", is_flag=True, help=f"Show the full traceback on errors (or set {DEBUG_ENV}=1)."
@@ -220,16 +297,6 @@ def schema(out: Path | None) -> None:
         except OSError as exc:
             raise QPError(f"{out}: cannot write: {exc.strerror}") from exc
         click.echo(f"Wrote {out}", err=True)
-
-
-cli.add_command(data)
-cli.add_command(train)
-cli.add_command(predict)
-cli.add_command(export_command)
-cli.add_command(suggest_command)
-cli.add_command(evaluate_command)
-cli.add_command(compare_command)
-cli.add_command(cv_command)
 
 
 def main() -> None:

@@ -29,7 +29,10 @@ CSV_COLUMNS = (
 )
 
 
-@click.command(name="suggest")
+@click.command(
+    name="suggest",
+    short_help="For each IMAGE, the vtracer setting that keeps --min-ssim with the smallest SVG.",
+)
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option(

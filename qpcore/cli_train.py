@@ -303,7 +303,7 @@ def evaluate_command(
             click.echo(f"wrote {out / 'report.html'}")
 
 
-@click.command(name="compare")
+@click.command(name="compare", short_help="Compare models on the same labelled rows.")
 @click.argument(
     "checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )

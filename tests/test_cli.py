@@ -221,3 +221,21 @@ def test_misspelt_disable_name_is_warned_about() -> None:
     code, _, err = invoke("plugins", env={"QP_DISABLE_PLUGINS": "qp_lossez"})
     assert code == 0
     assert "Warning: QP_DISABLE_PLUGINS names 'qp-lossez', which matches no plugin." in err
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """``qp --help`` and ``--version`` must not pay for torch: the heavy commands
+    load when they run, and their listed help is the commands' own."""
+    import importlib
+
+    from qpcore.cli import LAZY_COMMANDS
+
+    script = "import sys, qpcore.cli; print('torch' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert found.stdout.strip() == "False", found.stderr
+    for name, (module, attribute, short) in LAZY_COMMANDS.items():
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.name == name
+        assert command.get_short_help_str(1000) == short, name
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    assert all(f"  {name} " in listed for name in [*LAZY_COMMANDS, "plugins", "config"])
