@@ -33,10 +33,15 @@ def build_backbone(ref: ComponentRef, registry: Registry, at: str) -> Backbone:
     return backbone
 
 
-def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
+def build_backbones(cfg: RunConfig, registry: Registry) -> list[Backbone]:
+    """The model's backbone and feature extractors, in feature order."""
     refs = [cfg.model.backbone, *cfg.model.features]
     names = ["model.backbone", *(f"model.features.{i}" for i in range(len(cfg.model.features)))]
-    backbones = [build_backbone(ref, registry, at) for ref, at in zip(refs, names, strict=True)]
+    return [build_backbone(ref, registry, at) for ref, at in zip(refs, names, strict=True)]
+
+
+def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
+    backbones = build_backbones(cfg, registry)
     head = cfg.model.head
     try:
         return QualityModel(

@@ -41,9 +41,9 @@ def half_if_harmless(
     if not prefixes:
         return state, None
     halved = _halved(state, prefixes)
-    rounded = copy.deepcopy(model).cpu().eval()
-    rounded.load_state_dict(halved, strict=False)  # cast back to float32 on load
-    reference = copy.deepcopy(model).cpu().eval()
+    trial = copy.deepcopy(model).cpu().eval()  # one copy: the model itself is untouched
     with torch.no_grad():
-        change = float((rounded(inputs, params) - reference(inputs, params)).abs().max())
+        reference = trial(inputs, params)
+        trial.load_state_dict(halved, strict=False)  # cast back to float32 on load
+        change = float((trial(inputs, params) - reference).abs().max())
     return (halved if change <= TOLERANCE else state), change

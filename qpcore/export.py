@@ -86,10 +86,6 @@ def sample_inputs(model: QualityModel, batch: int = 2) -> tuple[Tensor, ...]:
     return model_inputs(model, pixels, _draw_params(batch, 0))
 
 
-def example_inputs(predictor: Predictor, batch: int = 2) -> tuple[Tensor, ...]:
-    return sample_inputs(predictor.model, batch)
-
-
 def calibration_images(config: dict[str, Any], source: Path | None, count: int) -> list[Path]:
     """Images to calibrate int8 ranges on: ``source`` (a manifest or a folder), else
     the run's own training data when it is on disk.
@@ -166,7 +162,7 @@ def _export(
 ) -> float:
     # A copy: moving the predictor's own model to the CPU would strand its device.
     flat = _Flat(copy.deepcopy(predictor.model).cpu().eval()).eval()
-    inputs = example_inputs(predictor)
+    inputs = sample_inputs(predictor.model)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
         with torch.no_grad():

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from qpcore.backbone import Backbone
-from qpcore.build import build_backbone
+from qpcore.build import build_backbones
 from qpcore.checkpoint import CheckpointError, CheckpointMeta
 from qpcore.data.protocol import VtracerParams, encode_params
 from qpcore.errors import QPError
 from qpcore.executor import Executor
 from qpcore.predictor import ImageLike, ParamsLike, settings_for, to_params, to_pixels
 from qpcore.registry import Registry, default_registry
-from qpcore.restore import PREDICTION_KINDS, check_installed
+from qpcore.restore import PREDICTION_KINDS, check_backbones, check_installed
 from qpcore.validate import resolve_config
 
 
@@ -108,14 +108,6 @@ def load_exported(path: Path, registry: Registry | None = None) -> ExportedPredi
         if isinstance(ref, dict) and "weights" in ref:
             ref["weights"] = "none"
     cfg = resolve_config(config, registry, source=f"{path} (its config)", kinds=PREDICTION_KINDS)
-    built = [cfg.model.backbone, *cfg.model.features]
-    where = ["model.backbone", *(f"model.features.{i}" for i in range(len(cfg.model.features)))]
-    backbones = [build_backbone(ref, registry, at) for ref, at in zip(built, where, strict=True)]
-    for backbone, record in zip(backbones, meta.backbones, strict=True):
-        if backbone.describe() != record.describe:
-            raise CheckpointError(
-                f"{path}: backbone {record.describe.get('name')!r} preprocesses as "
-                f"{record.describe} in the export and as {backbone.describe()} here; "
-                f"install qpcore {meta.versions.get('qpcore', '?')} or export again"
-            )
+    backbones = build_backbones(cfg, registry)
+    check_backbones(backbones, meta, path)
     return ExportedPredictor(session, meta, backbones)

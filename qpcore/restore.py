@@ -8,11 +8,13 @@ backbones now compute something else than at training time.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from qpcore.backbone import Backbone
 from qpcore.checkpoint import CheckpointError, CheckpointMeta
 from qpcore.config import dotted, iter_components
 from qpcore.errors import UnknownComponentError
@@ -78,16 +80,13 @@ def check_installed(
         raise UnknownComponentError(text)
 
 
-def load_weights(model: QualityModel, meta: CheckpointMeta, state: Any, path: Path) -> None:
-    """Load ``state`` into ``model``: only referenced backbones may be missing.
+def check_backbones(backbones: Iterable[Backbone], meta: CheckpointMeta, path: Path) -> None:
+    """Refuse backbones that compute otherwise than at training time.
 
-    Raises:
-        CheckpointError: Other code behind a backbone, weights that do not fit,
-            or referenced weights that changed since training.
+    Same name, other code (a new feature set, another preprocessing): the head
+    would read features it never saw. Refuse rather than mispredict.
     """
-    for backbone, record in zip(model.backbones, meta.backbones, strict=True):
-        # Same name, other code (a new feature set, another preprocessing): the
-        # head would read features it never saw. Refuse rather than mispredict.
+    for backbone, record in zip(backbones, meta.backbones, strict=True):
         if backbone.describe() != record.describe:
             raise CheckpointError(
                 f"{path}: backbone {record.describe.get('name')!r} was {record.describe} at "
@@ -95,6 +94,16 @@ def load_weights(model: QualityModel, meta: CheckpointMeta, state: Any, path: Pa
                 "retrain, or install the qpcore version the model was trained with "
                 f"({meta.versions.get('qpcore', '?')})"
             )
+
+
+def load_weights(model: QualityModel, meta: CheckpointMeta, state: Any, path: Path) -> None:
+    """Load ``state`` into ``model``: only referenced backbones may be missing.
+
+    Raises:
+        CheckpointError: Other code behind a backbone, weights that do not fit,
+            or referenced weights that changed since training.
+    """
+    check_backbones(model.backbones, meta, path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: model weights are not a mapping of tensors")
     try:

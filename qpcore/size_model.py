@@ -73,6 +73,7 @@ def fit_size_head(
     checked = val if len(val[2]) else train
     x_val = model.head_input(checked[0], checked[1]).detach()
     z_val = (log_sizes(checked[2], "validation data") - model.size_mean) / model.size_std
+    batch_norm = any(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         optimizer = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -82,10 +83,8 @@ def fit_size_head(
             order = torch.randperm(len(x))
             for start in range(0, len(x), BATCH):
                 index = order[start : start + BATCH]
-                if len(index) < 2 and any(
-                    isinstance(m, torch.nn.BatchNorm1d) for m in head.modules()
-                ):
-                    continue
+                if len(index) < 2 and batch_norm:
+                    continue  # BatchNorm cannot train on one row
                 loss = torch.nn.functional.mse_loss(head(x[index]), z[index])
                 optimizer.zero_grad()
                 loss.backward()
