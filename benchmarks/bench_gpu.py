@@ -64,7 +64,7 @@ def features(manifest: Path, size: int, batch: int, workers: int, device: torch.
     registry = default_registry()
     backbone_cfg = {"name": "resnet50", "weights": "none", "input_size": size}
     ref = resolve_config({"model": {"backbone": backbone_cfg}}, registry).model.backbone
-    backbone = build_backbone(ref, registry, "backbone").to(device).eval()
+    backbone = build_backbone(ref).to(device).eval()
     paths = sorted((manifest.parent / "images").glob("*.png"))
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()

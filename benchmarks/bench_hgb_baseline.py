@@ -35,7 +35,8 @@ import_qpcore()
 
 from qpcore.data.manifest import Sample, read_manifest  # noqa: E402
 from qpcore.data.protocol import ENCODED_PARAM_NAMES, encode_params, load_image  # noqa: E402
-from qpcore.features.stats import STATS_NAMES, image_stats  # noqa: E402
+from qpcore.features.layout import STATS_NAMES  # noqa: E402
+from qpcore.features.stats import image_stats  # noqa: E402
 from qpcore.registry import default_registry  # noqa: E402
 
 

@@ -66,7 +66,7 @@ RESNET = {"backbone": {"name": "resnet50", "weights": "none"}}
 
 def model_of(section: dict[str, Any]) -> QualityModel:
     cfg = resolve_config({"data": "synthetic", "model": section}, REGISTRY)
-    return build_model(cfg, REGISTRY).eval()
+    return build_model(cfg).eval()
 
 
 def images(count: int, size: int = 256) -> list[np.ndarray]:

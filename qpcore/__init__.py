@@ -22,6 +22,7 @@ from qpcore.specs import (
     MonitorSpec,
     OptimizerSpec,
     SchedulerSpec,
+    lazy,
 )
 
 __version__ = "0.1.0"
@@ -34,9 +35,15 @@ _LAZY = {
     "evaluate": "qpcore.evaluation",
     "EvalData": "qpcore.evaluation",
     "EvalOutput": "qpcore.evaluation",
-    "Section": "qpcore.report",
+    "Section": "qpcore.html",
     "Backbone": "qpcore.backbone",
     "ComputedFeatures": "qpcore.backbone",
+    "train": "qpcore.api",
+    "create": "qpcore.api",
+    "TrainResult": "qpcore.api",
+    "Run": "qpcore.run",
+    "StatefulMonitor": "qpcore.run",
+    "ReportingMonitor": "qpcore.run",
 }
 
 
@@ -70,12 +77,19 @@ __all__ = [
     "Params",
     "PluginError",
     "QPError",
+    "ReportingMonitor",
+    "Run",
     "SchedulerParams",
     "SchedulerSpec",
     "Section",
+    "StatefulMonitor",
+    "TrainResult",
     "UnknownComponentError",
     "__version__",
+    "create",
     "evaluate",
     "hookimpl",
+    "lazy",
     "load_predictor",
+    "train",
 ]

@@ -1,5 +1,8 @@
 """Turn a resolved config into live objects: the model, the loss, the optimizer.
 
+Each component is built from the registry record its name resolved to
+(:attr:`qpcore.config.ComponentRef.spec`), so the registry is not asked again.
+
 The trainer and the predictor both build through here, so a checkpoint's config
 rebuilds exactly the model that wrote it.
 """
@@ -21,10 +24,9 @@ from qpcore.model import QualityModel
 from qpcore.registry import Registry
 
 
-def build_backbone(ref: ComponentRef, registry: Registry, at: str) -> Backbone:
-    """One backbone by name; refuses a plugin that returns something else."""
-    spec = registry.get("backbone", ref.name, at=at)
-    backbone = spec.build(ref.params)
+def build_backbone(ref: ComponentRef) -> Backbone:
+    """One resolved backbone; refuses a plugin that returns something else."""
+    backbone = ref.spec.build(ref.params)
     if not isinstance(backbone, Backbone):
         raise QPError(
             f"backbone {ref.name!r} returned {type(backbone).__name__}, "
@@ -33,15 +35,13 @@ def build_backbone(ref: ComponentRef, registry: Registry, at: str) -> Backbone:
     return backbone
 
 
-def build_backbones(cfg: RunConfig, registry: Registry) -> list[Backbone]:
+def build_backbones(cfg: RunConfig) -> list[Backbone]:
     """The model's backbone and feature extractors, in feature order."""
-    refs = [cfg.model.backbone, *cfg.model.features]
-    names = ["model.backbone", *(f"model.features.{i}" for i in range(len(cfg.model.features)))]
-    return [build_backbone(ref, registry, at) for ref, at in zip(refs, names, strict=True)]
+    return [build_backbone(ref) for ref in (cfg.model.backbone, *cfg.model.features)]
 
 
-def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
-    backbones = build_backbones(cfg, registry)
+def build_model(cfg: RunConfig) -> QualityModel:
+    backbones = build_backbones(cfg)
     head = cfg.model.head
     try:
         return QualityModel(
@@ -56,25 +56,21 @@ def build_model(cfg: RunConfig, registry: Registry) -> QualityModel:
         raise QPError(f"model: {exc}") from exc
 
 
-def build_loss(cfg: RunConfig, registry: Registry) -> nn.Module:
-    spec = registry.get("loss", cfg.loss.name, at="loss")
-    loss = spec.build(cfg.loss.params)
+def build_loss(cfg: RunConfig) -> nn.Module:
+    loss = cfg.loss.spec.build(cfg.loss.params)
     if not isinstance(loss, nn.Module):
         raise QPError(f"loss {cfg.loss.name!r} returned {type(loss).__name__}, not an nn.Module")
     return loss
 
 
-def build_optimizer(
-    cfg: RunConfig, registry: Registry, model: nn.Module, loss: nn.Module
-) -> torch.optim.Optimizer:
+def build_optimizer(cfg: RunConfig, model: nn.Module, loss: nn.Module) -> torch.optim.Optimizer:
     """Only what trains goes in: a frozen backbone stays out, the loss's own
     parameters (uncertainty weighting) go in without weight decay."""
     groups: list[dict[str, Any]] = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     loss_params = [p for p in loss.parameters() if p.requires_grad]
     if loss_params:
         groups.append({"params": loss_params, "weight_decay": 0.0})
-    spec = registry.get("optimizer", cfg.optimizer.name, at="optimizer")
-    return cast(torch.optim.Optimizer, spec.build(groups, cfg.optimizer.params))
+    return cast(torch.optim.Optimizer, cfg.optimizer.spec.build(groups, cfg.optimizer.params))
 
 
 def versions() -> dict[str, str]:

@@ -18,15 +18,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qpcore.errors import QPError
+from qpcore.errors import CheckpointError
 from qpcore.fileio import write_atomic
 
 FORMAT = "qpcore-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(QPError):
-    """A file that is not a checkpoint this qpcore can read."""
 
 
 class BackboneRecord(BaseModel):

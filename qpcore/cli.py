@@ -77,6 +77,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "cv_command",
         "Cross-validate FILE's run config (default: the packaged run) over K folds.",
     ),
+    "plugin": (
+        "qpcore.cli_plugin",
+        "plugin",
+        "Start a plugin package: qp plugin new NAME --kind KIND.",
+    ),
 }
 
 

@@ -12,8 +12,7 @@ from typing import Any
 import click
 
 from qpcore.data.manifest import PARAM_COLUMNS
-from qpcore.data.protocol import UnreadableImage
-from qpcore.errors import QPError
+from qpcore.errors import QPError, UnreadableImage
 from qpcore.predictor import Predictor, load_predictor, to_pixels
 
 CSV_COLUMNS = (

@@ -14,8 +14,7 @@ import click
 
 from qpcore.cli_options import DATA_OPTION, SET_OPTION
 from qpcore.config_io import load_run_config, packaged_configs
-from qpcore.data.protocol import UnreadableImage
-from qpcore.errors import QPError
+from qpcore.errors import QPError, UnreadableImage
 from qpcore.predictor import Predictor, load_predictor, to_params, to_pixels
 from qpcore.registry import default_registry
 from qpcore.trainer import Trainer, new_run_dir
@@ -63,16 +62,30 @@ def _executor(name: str | None, address: str | None) -> Any:
     type=click.Path(exists=True, path_type=Path),
     help="Continue the run in this folder (or from this checkpoint) where it stopped.",
 )
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The run folder (default: output.dir/output.name, or a timestamp in output.dir).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
-def train(file: Path | None, overrides: tuple[str, ...], resume: Path | None, quiet: bool) -> None:
+def train(
+    file: Path | None,
+    overrides: tuple[str, ...],
+    resume: Path | None,
+    out: Path | None,
+    quiet: bool,
+) -> None:
     registry = default_registry()
     if resume is not None:
-        if file is not None or overrides:
-            raise QPError("--resume continues a run with its own config: give no FILE or --set")
+        if file is not None or overrides or out is not None:
+            raise QPError(
+                "--resume continues a run with its own config and folder: "
+                "give no FILE, --set or --out"
+            )
         trainer = Trainer.resume(resume, registry, quiet=quiet)
     else:
         cfg = load_run_config(file, overrides, registry)
-        run_dir = new_run_dir(cfg.output.dir, cfg.output.name)
+        run_dir = out if out is not None else new_run_dir(cfg.output.dir, cfg.output.name)
         trainer = Trainer(cfg, registry, run_dir, quiet=quiet)
     results = trainer.fit()  # after an error, the process ends and torchrun ends the rest
     trainer.dist.close()

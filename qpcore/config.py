@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from qpcore.epoch_metrics import MetricName
 from qpcore.errors import QPError
 from qpcore.params import Params, StrictNumbers
-from qpcore.specs import NAME_PATTERN, Kind
+from qpcore.specs import NAME_PATTERN, ComponentSpec, Kind
 
 #: Marks a field holding a component; the JSON schema and slot list read it.
 KIND_MARK = "x-qp-kind"
@@ -38,6 +38,9 @@ class ComponentRef(BaseModel):
 
     name: str = Field(description="Registered name of the component.")
     _params: Params | None = PrivateAttr(default=None)
+    # The registry record the name resolved to: code that builds the component
+    # uses it instead of asking the registry again (and re-spelling its path).
+    _spec: ComponentSpec | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -66,6 +69,13 @@ class ComponentRef(BaseModel):
         if self._params is None:
             raise QPError(f"component {self.name!r} has not been resolved against plugins")
         return self._params
+
+    @property
+    def spec(self) -> ComponentSpec:
+        """The registration record; only after :func:`qpcore.validate.resolve_config`."""
+        if self._spec is None:
+            raise QPError(f"component {self.name!r} has not been resolved against plugins")
+        return self._spec
 
 
 def component(kind: Kind, default: Any, description: str) -> Any:

@@ -16,11 +16,11 @@ import numpy as np
 from scipy import stats
 
 from qpcore.config import RunConfig
-from qpcore.data.dataset import LabelledData
 from qpcore.data.splits import fold_samples
 from qpcore.errors import QPError
 from qpcore.registry import Registry
 from qpcore.trainer import Trainer
+from qpcore.training_data import build_dataset
 
 MEASURES = ("pearson", "spearman", "mae", "mse")
 
@@ -43,10 +43,7 @@ def cross_validate(
     """Train one model per fold; returns per-fold test scores and their summary."""
     if folds < 3:
         raise QPError("cross-validation needs at least 3 folds (test, validation, training)")
-    spec = registry.get("dataset", cfg.data.name, at="data")
-    data = spec.build(cfg.data.params)
-    if not isinstance(data, LabelledData):
-        raise QPError(f"dataset {cfg.data.name!r} returned {type(data).__name__}")
+    data = build_dataset(cfg)  # once: every fold trains on slices of it
     parts = fold_samples(data.samples, folds, cfg.data.params.split_seed)
     if any(not part for part in parts):
         raise QPError(f"{data.origin}: too few groups for {folds} folds")
@@ -58,7 +55,8 @@ def cross_validate(
             "val": parts[val_index],
             "train": [s for k, p in enumerate(parts) if k not in (i, val_index) for s in p],
         }
-        trainer = Trainer(cfg, registry, out / f"fold-{i + 1}", quiet=quiet, splits=splits)
+        folder = out / f"fold-{i + 1}"
+        trainer = Trainer(cfg, registry, folder, quiet=quiet, splits=splits, data=data)
         results = trainer.fit()
         scores = results.get("test", {})
         rows.append(

@@ -8,6 +8,7 @@ instead of showing a traceback (unless ``--traceback`` or ``QP_DEBUG=1``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class QPError(Exception):
@@ -61,11 +62,54 @@ class UnknownComponentError(QPError):
     """A name that no installed plugin provides."""
 
 
+class CheckpointError(QPError):
+    """A file that is not a checkpoint this qpcore can read."""
+
+
+class DiskFull(QPError):
+    """The disk (or quota) ran out while writing; nothing half-written was kept."""
+
+
+class FolderBusy(QPError):
+    """Another live process holds the folder."""
+
+
+#: Problems of one manifest listed in full; the rest are counted.
+MAX_REPORTED = 20
+
+
+class ManifestError(QPError):
+    """A manifest that cannot be used, with every problem and its line."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        shown = problems[:MAX_REPORTED]
+        more = len(problems) - len(shown)
+        text = "\n".join(f"  {p}" for p in shown)
+        tail = f"\n  ... and {more} more" if more else ""
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{path}: {len(problems)} {noun}:\n{text}{tail}")
+
+
+class UnreadableImage(ValueError):
+    """An input that is no usable image; its message is the whole story.
+
+    A ``ValueError``, not a :class:`QPError`: one bad image among many is
+    reported in its row (``qp predict``, labelling), not as the command's failure.
+    """
+
+
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "ConfigFileError",
     "ConfigIssue",
+    "DiskFull",
+    "FolderBusy",
+    "ManifestError",
     "PluginError",
     "QPError",
     "UnknownComponentError",
+    "UnreadableImage",
 ]

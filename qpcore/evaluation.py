@@ -30,8 +30,8 @@ from qpcore.registry import Registry, default_registry
 if TYPE_CHECKING:
     from qpcore.executor import Executor
     from qpcore.exported import ExportedPredictor
+    from qpcore.html import Section
     from qpcore.predictor import Predictor
-    from qpcore.report import Section
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class EvalOutput:
 
 class Evaluator(Protocol):
     """What an evaluator factory returns. It may also define
-    ``report(data, output) -> list[qpcore.report.Section]``, called after
+    ``report(data, output) -> list[qpcore.html.Section]``, called after
     ``evaluate`` on the same object when a report is written."""
 
     def evaluate(self, data: EvalData) -> EvalOutput: ...
@@ -122,12 +122,15 @@ def run_evaluators(
     a ``sections`` list, each evaluator's report sections are appended to it.
     """
     registry = registry or default_registry()
-    metrics: dict[str, Any] = {"rows": len(data.targets)}
+    # ``total_samples`` is the seed's name for the row count.
+    metrics: dict[str, Any] = {"rows": len(data.targets), "total_samples": len(data.targets)}
     undefined: dict[str, str] = {}
     for item in evaluators:
-        name = item if isinstance(item, str) else item.name
-        spec = registry.get("evaluator", name, at="evaluators")
-        params = spec.params() if isinstance(item, str) else item.params
+        if isinstance(item, str):
+            name, spec = item, registry.get("evaluator", item, at="evaluators")
+            params = spec.params()
+        else:
+            name, spec, params = item.name, item.spec, item.params
         evaluator = spec.build(params)
         out = evaluator.evaluate(data)
         clash = set(out.metrics) & set(metrics)
@@ -247,7 +250,7 @@ def evaluate(
     Rows whose image cannot be read are listed under ``"unreadable"`` and left
     out of the metrics.
     """
-    from qpcore.data.protocol import UnreadableImage
+    from qpcore.errors import UnreadableImage
     from qpcore.predictor import Predictor, load_predictor, to_pixels
 
     predictor = load_predictor(checkpoint, registry)

@@ -16,9 +16,9 @@ import numpy as np
 
 from qpcore.backbone import Backbone
 from qpcore.build import build_backbones
-from qpcore.checkpoint import CheckpointError, CheckpointMeta
+from qpcore.checkpoint import CheckpointMeta
 from qpcore.data.protocol import VtracerParams, encode_params
-from qpcore.errors import QPError
+from qpcore.errors import CheckpointError, QPError
 from qpcore.executor import Executor
 from qpcore.predictor import ImageLike, ParamsLike, settings_for, to_params, to_pixels
 from qpcore.registry import Registry, default_registry
@@ -108,6 +108,6 @@ def load_exported(path: Path, registry: Registry | None = None) -> ExportedPredi
         if isinstance(ref, dict) and "weights" in ref:
             ref["weights"] = "none"
     cfg = resolve_config(config, registry, source=f"{path} (its config)", kinds=PREDICTION_KINDS)
-    backbones = build_backbones(cfg, registry)
+    backbones = build_backbones(cfg)
     check_backbones(backbones, meta, path)
     return ExportedPredictor(session, meta, backbones)

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from qpcore.backbone import Backbone
 from qpcore.data.dataset import cache_root
 from qpcore.data.pool import TimeLimit
-from qpcore.data.protocol import UnreadableImage, load_image
-from qpcore.errors import QPError
+from qpcore.data.protocol import load_image
+from qpcore.errors import QPError, UnreadableImage
 from qpcore.executor import Executor
 from qpcore.fileio import write_atomic, write_atomic_with
 

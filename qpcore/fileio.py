@@ -16,13 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from qpcore.errors import QPError
+from qpcore.errors import DiskFull
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-
-
-class DiskFull(QPError):
-    """The disk (or quota) ran out while writing; nothing half-written was kept."""
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -10,7 +10,7 @@ names, so installing a package never changes a run by itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -28,6 +28,9 @@ from qpcore.specs import (
 )
 
 PROJECT = "qpcore"
+if TYPE_CHECKING:
+    from qpcore.run import Run
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -157,11 +160,12 @@ def qp_register_executors() -> Iterable[ExecutorSpec]:
 
 
 @hookspec
-def qp_on_fit_start(run: Any) -> None:
+def qp_on_fit_start(run: Run) -> None:
     """Called once before the first epoch (and again after a resume).
 
     Args:
-        run: The running trainer: its config, output folder and state.
+        run: The running trainer, as :class:`qpcore.run.Run` describes it: its
+            config, folder, state, model, optimizer and splits.
 
     Example:
         >>> @hookimpl
@@ -171,7 +175,7 @@ def qp_on_fit_start(run: Any) -> None:
 
 
 @hookspec
-def qp_on_epoch_start(run: Any, epoch: int) -> None:
+def qp_on_epoch_start(run: Run, epoch: int) -> None:
     """Called at the start of each epoch.
 
     Args:
@@ -186,7 +190,7 @@ def qp_on_epoch_start(run: Any, epoch: int) -> None:
 
 
 @hookspec
-def qp_on_batch_end(run: Any, epoch: int, batch: int, metrics: Mapping[str, float]) -> None:
+def qp_on_batch_end(run: Run, epoch: int, batch: int, metrics: Mapping[str, float]) -> None:
     """Called after each training batch.
 
     Args:
@@ -205,7 +209,7 @@ def qp_on_batch_end(run: Any, epoch: int, batch: int, metrics: Mapping[str, floa
 
 
 @hookspec
-def qp_on_epoch_end(run: Any, epoch: int, metrics: Mapping[str, float]) -> None:
+def qp_on_epoch_end(run: Run, epoch: int, metrics: Mapping[str, float]) -> None:
     """Called after validation at the end of each epoch.
 
     Args:
@@ -221,7 +225,7 @@ def qp_on_epoch_end(run: Any, epoch: int, metrics: Mapping[str, float]) -> None:
 
 
 @hookspec
-def qp_on_fit_end(run: Any, results: Mapping[str, Any]) -> None:
+def qp_on_fit_end(run: Run, results: Mapping[str, Any]) -> None:
     """Called once after the last epoch, also after early stopping.
 
     Args:
@@ -236,7 +240,7 @@ def qp_on_fit_end(run: Any, results: Mapping[str, Any]) -> None:
 
 
 @hookspec
-def qp_on_exception(run: Any, error: BaseException) -> None:
+def qp_on_exception(run: Run, error: BaseException) -> None:
     """Called when training raises (also on Ctrl-C), before the error propagates.
 
     Args:

@@ -19,14 +19,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from qpcore.errors import QPError
+from qpcore.errors import FolderBusy, QPError
 
 LOCK = ".qp.lock"
 OWNER = ".qp.lock.owner"
-
-
-class FolderBusy(QPError):
-    """Another live process holds the folder."""
 
 
 def _owner_text(folder: Path) -> str:

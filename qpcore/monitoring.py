@@ -17,16 +17,18 @@ stays possible) and given back on ``--resume``.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-
+from qpcore import jsontext
 from qpcore.errors import QPError
 from qpcore.hookspecs import hookimpl
+from qpcore.run import StatefulMonitor
+
+if TYPE_CHECKING:
+    import torch
 
 Action = Literal["stop", "rollback"]
 
@@ -52,29 +54,14 @@ class Control:
 def monitor_states(monitors: Mapping[str, object]) -> str:
     """The JSON of every stateful monitor's ``state_dict()``, by config name."""
     states = {
-        name: monitor.state_dict()  # type: ignore[attr-defined]
+        name: monitor.state_dict()
         for name, monitor in monitors.items()
-        if hasattr(monitor, "state_dict")
+        if isinstance(monitor, StatefulMonitor)
     }
     try:
-        return json.dumps(json_safe(states), allow_nan=False)
+        return jsontext.dumps(states, nonfinite="text")
     except (TypeError, ValueError) as exc:
         raise QPError(f"a monitor's state_dict() is not JSON-serialisable: {exc}") from exc
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` as standard JSON takes it: NaN/inf as the text ``"nan"``,
-    ``"inf"`` (a logged NaN loss stays visible, unlike ``null``), other
-    objects (paths ...) as their string."""
-    if type(value) is float:  # the common case first: batch metrics are floats
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def load_monitor_states(monitors: Mapping[str, object], text: str) -> None:
@@ -85,7 +72,7 @@ def load_monitor_states(monitors: Mapping[str, object], text: str) -> None:
         raise ValueError("monitor states are not a mapping")
     for name, state in states.items():
         monitor = monitors.get(name)
-        if monitor is not None and hasattr(monitor, "load_state_dict"):
+        if isinstance(monitor, StatefulMonitor):
             monitor.load_state_dict(state)
 
 

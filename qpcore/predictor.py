@@ -228,6 +228,6 @@ def load_predictor(
         source=f"{path} (its config)",
         kinds=PREDICTION_KINDS,
     )
-    model = build_model(cfg, registry)
+    model = build_model(cfg)
     load_weights(model, meta, payload["model"], path)
     return Predictor(model, meta, pick_device(device))

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from qpcore.backbone import Backbone
-from qpcore.checkpoint import CheckpointError, CheckpointMeta
+from qpcore.checkpoint import CheckpointMeta
 from qpcore.config import dotted, iter_components
-from qpcore.errors import UnknownComponentError
+from qpcore.errors import CheckpointError, UnknownComponentError
 from qpcore.model import QualityModel
 from qpcore.registry import Registry
 from qpcore.specs import Kind

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from qpcore.errors import QPError
 from qpcore.params import SchedulerParams
 from qpcore.specs import SchedulerSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)

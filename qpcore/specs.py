@@ -7,6 +7,8 @@ reads these records, which keeps built-ins and third-party plugins on one path.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,53 @@ PLURALS: dict[str, str] = {
     "dataset": "datasets",
     "executor": "executors",
 }
+
+
+#: ``package.module:attribute``, what :func:`lazy` points at.
+TARGET_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class LazyFactory:
+    """A factory that imports its implementation only when it is called.
+
+    Listing and validating plugins needs only their names and params models;
+    importing every implementation (torch, scipy, matplotlib) for that made
+    ``qp plugins`` and ``qp config validate`` take seconds. Make one with
+    :func:`lazy`.
+
+    Attributes:
+        target: ``module:attribute`` of the real factory (a class or function).
+    """
+
+    target: str
+
+    def load(self) -> Callable[..., Any]:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+
+def lazy(target: str) -> LazyFactory:
+    """A spec's ``factory`` that imports ``target`` (``"module:attribute"``)
+    only when a component is built.
+
+    The module must exist now: a typo in a plugin's registration should fail
+    when the plugin loads, not in the middle of a run. Finding it does not
+    execute it.
+    """
+    if not TARGET_PATTERN.match(target):
+        raise ValueError(f"lazy factory {target!r}: write it as 'package.module:attribute'")
+    module = target.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"lazy factory {target!r}: {exc}") from exc
+    if found is None:
+        raise ValueError(f"lazy factory {target!r}: no module {module!r}")
+    return LazyFactory(target)
 
 
 @dataclass(frozen=True)
@@ -244,8 +293,10 @@ __all__ = [
     "EvaluatorSpec",
     "ExecutorSpec",
     "Kind",
+    "LazyFactory",
     "LossSpec",
     "MonitorSpec",
     "OptimizerSpec",
     "SchedulerSpec",
+    "lazy",
 ]

@@ -7,25 +7,28 @@ Design points:
   preprocessed by a ``DataLoader`` every epoch.
 * A resumed run ends with the same weights as one never interrupted: shuffling
   draws from a generator seeded by ``(seed, epoch)``, the global RNG states are
-  saved with every checkpoint, and ``last.pt`` is written atomically after every
-  epoch, before anything else can fail.
+  saved with every checkpoint (:mod:`qpcore.training_state`), and ``last.pt`` is
+  written atomically after every epoch, before anything else can fail.
 * Metrics are computed over whole epochs (a Pearson per batch is noise), written
   to ``metrics.jsonl`` one object per line; an undefined statistic is ``null``.
+
+What lives elsewhere: the data set-up in :mod:`qpcore.training_data`, best-model
+and early-stopping decisions in :mod:`qpcore.early_stopping`, what a checkpoint
+holds besides weights in :mod:`qpcore.training_state`, the run folder's other
+files in :mod:`qpcore.run_files`, and what monitors may use of a run in
+:mod:`qpcore.run`.
 """
 
 from __future__ import annotations
 
 import copy
 import gc
-import hashlib
-import json
 import math
-import random
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from qpcore import hookspecs
+from qpcore import hookspecs, training_state
 from qpcore import report as html_report
 from qpcore.build import (
     build_loss,
@@ -46,136 +49,68 @@ from qpcore.build import (
     pick_device,
     versions,
 )
-from qpcore.checkpoint import (
-    BackboneRecord,
-    CheckpointError,
-    CheckpointMeta,
-    load_checkpoint,
-    save_checkpoint,
-)
+from qpcore.checkpoint import BackboneRecord, CheckpointMeta, load_checkpoint, save_checkpoint
 from qpcore.config import RunConfig
 from qpcore.config_io import dump_yaml
-from qpcore.data.dataset import LabelledData, cache_root
+from qpcore.data.dataset import LabelledData
 from qpcore.data.manifest import Sample
-from qpcore.data.protocol import PROTOCOL, encode_params
+from qpcore.data.protocol import PROTOCOL
 from qpcore.distributed import Distributed
+from qpcore.early_stopping import EarlyStopping, improves, watched
 from qpcore.epoch_metrics import metric_mode
-from qpcore.errors import QPError
+from qpcore.errors import CheckpointError, QPError
 from qpcore.evaluation import EvalData, regression_metrics, run_evaluators
-from qpcore.executor import build_executor
-from qpcore.feature_cache import ImageInputs, model_features
-from qpcore.fileio import disk_full_as_error, write_atomic
+from qpcore.feature_cache import ImageInputs
+from qpcore.html import Section
 from qpcore.locking import hold_folder
 from qpcore.loss_output import split_loss_output
 from qpcore.monitoring import Control, load_monitor_states, monitor_states, scale_lr
 from qpcore.registry import Registry
-from qpcore.report import Section
 from qpcore.restore import load_weights, rebuild_config
+from qpcore.run import ReportingMonitor, wants_grad_norm
+from qpcore.run_files import BEST, LAST, RunFiles, new_run_dir
 from qpcore.schedulers import ScheduledLR, build_scheduler
+from qpcore.training_data import (
+    attach_features,
+    build_dataset,
+    data_fingerprint,
+    load_splits,
+    plain_features,
+)
+from qpcore.training_state import RunState
 from qpcore.validate import resolve_config
 
-LAST, BEST = "last.pt", "best.pt"
+__all__ = ["BEST", "LAST", "ResumePoint", "Trainer", "new_run_dir"]
 
 
-@dataclass
-class Rows:
-    """One split, ready for the loop."""
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint a run continues from, already read and checked."""
 
-    samples: list[Sample]
-    labels: Tensor
-    params: Tensor
-    features: Tensor | None = None
-
-    @classmethod
-    def of(cls, samples: list[Sample]) -> Rows:
-        labels = torch.tensor([s.ssim for s in samples], dtype=torch.float32)
-        params = torch.from_numpy(
-            np.stack([encode_params(s.params) for s in samples])
-            if samples
-            else np.zeros((0, 0), np.float32)
-        )
-        return cls(samples, labels, params)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-
-@dataclass
-class RunState:
-    """What a resume needs besides weights and optimizer state."""
-
-    epoch: int = 0
-    best_value: float | None = None
-    best_epoch: int | None = None
-    stop_value: float | None = None
-    stale_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    stop_reason: str | None = None
-    #: Which run this is (also in the folder's ``run.json``): a checkpoint
-    #: copied into another run's folder is refused instead of trained there.
-    run_id: str | None = None
-    #: What the run trains on, so a resume on changed data is refused.
-    data_digest: str | None = None
-    data_rows: dict[str, int] | None = None
-    #: Processes the run trains on; a resume must use as many.
-    world_size: int = 1
-
-
-def _better(value: float | None, best: float | None, mode: str, min_delta: float) -> bool:
-    if value is None or not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-RUN_FILE = "run.json"
-
-
-def data_fingerprint(splits: Mapping[str, Rows]) -> str:
-    """A digest of every split's rows: image name and size, label, params.
-
-    Paths enter by file name only, so a dataset moved to another folder still
-    resumes; a relabelled, added, removed or replaced image changes the digest.
-    """
-    digest = hashlib.sha256()
-    for split in sorted(splits):
-        for sample in splits[split].samples:
-            try:
-                size = sample.image.stat().st_size
-            except OSError:
-                size = -1
-            fields = (split, sample.image.name, size, f"{sample.ssim:.6f}", sample.params)
-            digest.update(repr(fields).encode("utf-8"))
-    return digest.hexdigest()
-
-
-def new_run_dir(base: Path, name: str | None) -> Path:
-    """``base/name``, or a timestamp that does not exist yet."""
-    if name:
-        return base / name
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder, n = base / stamp, 1
-    while folder.exists():
-        n += 1
-        folder = base / f"{stamp}-{n}"
-    return folder
+    file: Path
+    meta: CheckpointMeta
+    payload: dict[str, Any]
 
 
 class Trainer:
-    """Trains one run. ``run`` objects passed to monitor hooks are this object:
-    ``cfg``, ``run_dir``, ``model``, ``optimizer``, ``state``, ``device``,
-    ``quiet``, ``monitors`` (config name -> object) and ``batches_per_epoch`` are
-    public, and so are :meth:`request_stop` and :meth:`request_rollback`.
+    """Trains one run. It is the ``run`` monitors' hooks receive; what they may
+    use of it is :class:`qpcore.run.Run`.
+
+    Constructing a trainer sets everything up (data, cached features, model,
+    loss, optimizer, scheduler; a resumed run's state), so a config that cannot
+    train fails here; :meth:`fit` then trains.
 
     Args:
         cfg: A resolved config (see :func:`qpcore.validate.resolve_config`).
-        registry: Where components are looked up.
+        registry: The installed components (for the report's plugin list and
+            the checkpoint's record of providers).
         run_dir: The run folder (created).
         monitors: Extra hook objects (the config's monitors are added to them).
         quiet: No progress bars or per-epoch lines.
         splits: Train/val/test rows to use instead of the dataset's own split
             (cross-validation folds).
+        data: The dataset, when the caller built it already (folds share one).
+        resume_from: Continue this checkpoint (see :meth:`resume`).
     """
 
     def __init__(
@@ -186,36 +121,101 @@ class Trainer:
         monitors: Iterable[object] = (),
         quiet: bool = False,
         splits: Mapping[str, list[Sample]] | None = None,
+        *,
+        data: LabelledData | None = None,
+        resume_from: ResumePoint | None = None,
     ) -> None:
         self.cfg = cfg
-        self._given_splits = splits
         self.registry = registry
+        tcfg = cfg.trainer
         # Under torchrun: every rank trains, rank 0 alone writes and reports.
-        self.dist = Distributed.start(cfg.trainer.strategy, cfg.trainer.device)
+        self.dist = Distributed.start(tcfg.strategy, tcfg.device)
         self.run_dir = Path(self.dist.agree(str(run_dir)))
         self.quiet = quiet or not self.dist.main
-        self.state = RunState()
+        self.files = RunFiles(self.run_dir, writes=self.dist.main)
+        self.resumed = resume_from is not None
+        if resume_from is None:
+            self.files.refuse_existing_run()  # before minutes of set-up; again under the lock
         self.hooks = pluggy.PluginManager(hookspecs.PROJECT)
         self.hooks.add_hookspecs(hookspecs)
-        self.monitors: dict[str, object] = {}
-        for ref in cfg.monitors if self.dist.main else ():
-            spec = registry.get("monitor", ref.name, at="monitors")
-            name = ref.name if ref.name not in self.monitors else f"{ref.name}#{len(self.monitors)}"
-            self.monitors[name] = spec.build(ref.params)
-            self.hooks.register(self.monitors[name])
-        monitors = list(monitors) if self.dist.main else []
-        for monitor in monitors:
-            self.hooks.register(monitor)
-        hooked = [*self.monitors.values(), *monitors]
-        self._wants_grad_norm = any(getattr(m, "wants_grad_norm", False) for m in hooked)
+        extra = list(monitors) if self.dist.main else []
+        self.monitors = self._register_monitors(extra)
+        self._wants_grad_norm = wants_grad_norm([*self.monitors.values(), *extra])
         self.control = Control()
+        self.state = RunState()
+        self.early_stopping = EarlyStopping(
+            tcfg.early_stopping.monitor,
+            tcfg.early_stopping.patience,
+            tcfg.early_stopping.min_delta,
+            tcfg.early_stopping.enabled,
+        )
+        self.best_weights: dict[str, Tensor] | None = None
         self.batches_per_epoch = 0
         # The checkpoint a rollback returns to: the last one this session saved
         # or resumed from (a periodic one may be older than last.pt).
-        self._last_good: Path | None = None
+        self._last_good: Path | None = resume_from.file if resume_from else None
         self._retry_scale = 1.0
-        self._resume: dict[str, Any] | None = None
+        # The evaluators' findings and sections, kept for the report written
+        # after qp_on_fit_end.
+        self._evaluation: tuple[dict[str, Any], list[Section]] | None = None
+
+        if tcfg.num_threads:
+            torch.set_num_threads(tcfg.num_threads)
+        training_state.seed_everything(tcfg.seed, tcfg.deterministic)
+        self.device = self.dist.device(pick_device(tcfg.device))
+        self.data = data if data is not None else build_dataset(cfg)
+        self.splits = load_splits(cfg, self.data, splits)
+        self.model = build_model(cfg)
+        # Computing features must not move the global RNG: a cold cache and a warm
+        # one have to train the same weights.
+        with torch.random.fork_rng(devices=[]):
+            self.cached = attach_features(
+                cfg, self.model, self.splits, self.device, self.dist, self._say, not self.quiet
+            )
+            stats_features = self.splits["train"].features
+            if stats_features is None and not self.model.backbones_trainable:
+                stats_features = plain_features(
+                    cfg, self.model, self.splits["train"], self.device, not self.quiet
+                )
+        if stats_features is not None:
+            self.model.set_feature_stats(stats_features, self.splits["train"].params)
+        self.size_metrics = self._fit_size_head() if self.model.size_head is not None else {}
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.loss = build_loss(cfg).to(self.device)
+        self.optimizer = build_optimizer(cfg, self.model, self.loss)
+        self.scheduler: ScheduledLR | None = None
+        if cfg.scheduler is not None:
+            steps = math.ceil(len(self._batches(0)) / tcfg.accumulate)
+            self.scheduler = build_scheduler(
+                cfg.scheduler.spec, cfg.scheduler.params, self.optimizer, tcfg.epochs, steps
+            )
+        if resume_from is not None:
+            self._restore(resume_from)
+            self._check_resume(resume_from.file)
+        self._backbones = self._backbone_records()
         self._ddp: torch.nn.parallel.DistributedDataParallel | None = None
+        if self.dist.enabled:
+            # Model and loss in one module: DDP then averages the gradients of
+            # both (a loss may learn weights of its own).
+            self._ddp = torch.nn.parallel.DistributedDataParallel(
+                _Objective(self), device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+
+    def _register_monitors(self, extra: list[object]) -> dict[str, object]:
+        """The config's monitors by name (then ``extra``) on this run's hooks;
+        none on ranks other than 0."""
+        monitors: dict[str, object] = {}
+        if not self.dist.main:
+            return monitors
+        for ref in self.cfg.monitors:
+            name = ref.name if ref.name not in monitors else f"{ref.name}#{len(monitors)}"
+            monitors[name] = ref.spec.build(ref.params)
+            self.hooks.register(monitors[name])
+        for monitor in extra:
+            self.hooks.register(monitor)
+        return monitors
 
     def request_stop(self, reason: str) -> None:
         """End the run after the current batch (for monitors); the last finished
@@ -228,8 +228,6 @@ class Trainer:
         if not 0 < lr_factor <= 1:
             raise QPError(f"lr_factor must lie in (0, 1], got {lr_factor}")
         self.control.request("rollback", reason, lr_factor)
-
-    # --- set-up ------------------------------------------------------------
 
     @classmethod
     def resume(
@@ -247,95 +245,10 @@ class Trainer:
         training = payload.get("training")
         if training is None:
             raise QPError(f"{file}: holds weights only, no training state to resume from")
-        expected = {"optimizer", "scheduler", "loss", "best_model", "state", "rng"}
-        # "monitors" came later: checkpoints without it still resume.
-        if not isinstance(training, dict) or set(training) - {"monitors"} != expected:
-            raise CheckpointError(f"{file}: damaged training state")
+        training_state.check_training(training, file)
         cfg = resolve_config(rebuild_config(meta, file), registry, source=f"{file} (its config)")
-        trainer = cls(cfg, registry, file.parent, monitors, quiet)
-        trainer._resume = payload
-        trainer._resume_meta = meta
-        trainer._resume_file = file
-        trainer._last_good = file
-        return trainer
-
-    def _seed(self) -> None:
-        seed = self.cfg.trainer.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        if self.cfg.trainer.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-
-    def _load_data(self) -> tuple[LabelledData, dict[str, Rows]]:
-        ref = self.cfg.data
-        spec = self.registry.get("dataset", ref.name, at="data")
-        data = spec.build(ref.params)
-        if not isinstance(data, LabelledData):
-            raise QPError(f"dataset {ref.name!r} returned {type(data).__name__}, not LabelledData")
-        if data.protocol not in (None, PROTOCOL):
-            raise QPError(f"{data.origin}: labels follow {data.protocol!r}, not {PROTOCOL}")
-        chosen = self._given_splits or data.split(ref.params)
-        splits = {name: Rows.of(list(chosen[name])) for name in ("train", "val", "test")}
-        train = splits["train"]
-        if len(train) == 0:
-            raise QPError(f"{data.origin}: the training split is empty")
-        if len(train) < 2 and self.cfg.model.head.batch_norm:
-            raise QPError(
-                f"{data.origin}: the training split has 1 row; BatchNorm needs at least 2 "
-                "(add data, or set model.head.batch_norm=false)"
-            )
-        if float(train.labels.max() - train.labels.min()) == 0.0:
-            raise QPError(
-                f"{data.origin}: every training label is {float(train.labels[0]):.6f}; "
-                "constant labels teach nothing (and make correlations undefined)"
-            )
-        watched = {self.cfg.trainer.checkpoint.monitor}
-        if self.cfg.trainer.early_stopping.enabled:
-            watched.add(self.cfg.trainer.early_stopping.monitor)
-        if self.cfg.scheduler is not None:
-            spec = self.registry.get("scheduler", self.cfg.scheduler.name, at="scheduler")
-            if spec.metric_param:
-                watched.add(getattr(self.cfg.scheduler.params, spec.metric_param))
-        if len(splits["val"]) == 0 and any(m.startswith("val_") for m in watched):
-            raise QPError(
-                f"{data.origin}: the validation split is empty, but the run watches "
-                f"{', '.join(sorted(watched))}; raise data.val_fraction or watch train_* metrics"
-            )
-        return data, splits
-
-    def _prepare_features(self, splits: dict[str, Rows]) -> bool:
-        """Fill ``Rows.features`` when every backbone is frozen and nothing
-        changes images between epochs; returns whether the cache is in use."""
-        model = self.model
-        if model.backbones_trainable:
-            return False
-        if self.cfg.trainer.augment:
-            self._say(
-                f"trainer.augment={list(self.cfg.trainer.augment)} changes the images every "
-                "epoch, so the feature cache is off: backbones run on every batch"
-            )
-            return False
-        paths = [s.image for rows in splits.values() for s in rows.samples]
-        if not self.dist.main:
-            self.dist.barrier()  # rank 0 fills the cache; the others then read it
-        tcfg = self.cfg.trainer
-        executor = None
-        if tcfg.executor is not None:
-            executor = build_executor(tcfg.executor, address=tcfg.executor_address)
-        features, hit = model_features(
-            model.backbones, paths, tcfg.num_workers, self.device, not self.quiet, executor
-        )
-        if self.dist.main:
-            self.dist.barrier()
-        start = 0
-        for rows in splits.values():
-            rows.features = features[start : start + len(rows)]
-            start += len(rows)
-        state = "reused" if hit else "computed"
-        self._say(f"features of {len(set(paths))} images {state} (cache: {cache_root()})")
-        return True
+        point = ResumePoint(file, meta, payload)
+        return cls(cfg, registry, file.parent, monitors, quiet, resume_from=point)
 
     def _fit_size_head(self) -> dict[str, float | None]:
         """The SVG-size head on the cached features (:mod:`qpcore.size_model`);
@@ -363,17 +276,6 @@ class Trainer:
         )
         return found
 
-    def _plain_features(self, rows: Rows) -> Tensor:
-        """Un-augmented features of frozen backbones, for standardisation only
-        (used when augmentation keeps the cache out of training)."""
-        return model_features(
-            self.model.backbones,
-            [s.image for s in rows.samples],
-            self.cfg.trainer.num_workers,
-            self.device,
-            not self.quiet,
-        )[0]
-
     # --- the loop ----------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
@@ -384,14 +286,11 @@ class Trainer:
         """
         lock = hold_folder(self.run_dir, "training run") if self.dist.main else nullcontext()
         with lock:
-            if self._resume is None and (self.run_dir / LAST).exists():
-                raise QPError(
-                    f"{self.run_dir} already holds a run; continue it with "
-                    f"--resume {self.run_dir}, or pick another output.name"
-                )
+            if not self.resumed:
+                self.files.refuse_existing_run()
             return self._fit()
 
-    def _check_resume(self) -> None:
+    def _check_resume(self, file: Path) -> None:
         """Refuse to continue a checkpoint in another run's folder, on other data
         or on another number of processes (the batches would change)."""
         if self.state.world_size != self.dist.world:
@@ -401,18 +300,13 @@ class Trainer:
                 f"resume with torchrun --nproc_per_node {self.state.world_size} "
                 "(or 1 process: plain qp train --resume)"
             )
-        recorded = self.run_dir / RUN_FILE
-        if recorded.is_file() and self.state.run_id is not None:
-            try:
-                folder_id = json.loads(recorded.read_text(encoding="utf-8")).get("run_id")
-            except (OSError, ValueError, AttributeError):
-                folder_id = None
-            if folder_id is not None and folder_id != self.state.run_id:
-                raise QPError(
-                    f"{self._resume_file} belongs to run {self.state.run_id}, but "
-                    f"{self.run_dir} holds run {folder_id}; resume a run from its own "
-                    "folder (or copy the whole run folder)"
-                )
+        folder_id = self.files.recorded_run_id()
+        if None not in (folder_id, self.state.run_id) and folder_id != self.state.run_id:
+            raise QPError(
+                f"{file} belongs to run {self.state.run_id}, but "
+                f"{self.run_dir} holds run {folder_id}; resume a run from its own "
+                "folder (or copy the whole run folder)"
+            )
         digest = data_fingerprint(self.splits)
         if self.state.data_digest is not None and digest != self.state.data_digest:
             then = self.state.data_rows or {}
@@ -426,60 +320,20 @@ class Trainer:
             )
 
     def _fit(self) -> dict[str, Any]:
-        tcfg = self.cfg.trainer
-        if tcfg.num_threads:
-            torch.set_num_threads(tcfg.num_threads)
-        self._seed()
-        self.device = self.dist.device(pick_device(tcfg.device))
-        self.data, self.splits = self._load_data()
-        self.model = build_model(self.cfg, self.registry)
-        # Computing features must not move the global RNG: a cold cache and a warm
-        # one have to train the same weights.
-        with torch.random.fork_rng(devices=[]):
-            self.cached = self._prepare_features(self.splits)
-            stats_features = self.splits["train"].features
-            if stats_features is None and not self.model.backbones_trainable:
-                stats_features = self._plain_features(self.splits["train"])
-        if stats_features is not None:
-            self.model.set_feature_stats(stats_features, self.splits["train"].params)
-        self.size_metrics = self._fit_size_head() if self.model.size_head is not None else {}
-        self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
-        self.loss = build_loss(self.cfg, self.registry).to(self.device)
-        self.optimizer = build_optimizer(self.cfg, self.registry, self.model, self.loss)
-        steps = math.ceil(len(self._batches(0)) / tcfg.accumulate)
-        self.scheduler: ScheduledLR | None = None
-        if self.cfg.scheduler is not None:
-            spec = self.registry.get("scheduler", self.cfg.scheduler.name, at="scheduler")
-            self.scheduler = build_scheduler(
-                spec, self.cfg.scheduler.params, self.optimizer, tcfg.epochs, steps
-            )
-        if self._resume is not None:
-            self._restore(self._resume)
-            self._check_resume()
-        if self.dist.enabled:
-            # Model and loss in one module: DDP then averages the gradients of
-            # both (a loss may learn weights of its own).
-            self._ddp = torch.nn.parallel.DistributedDataParallel(
-                _Objective(self), device_ids=[self.device] if self.device.type == "cuda" else None
-            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self._resume is None:
+        if not self.resumed:
             self.state.world_size = self.dist.world
             self.state.run_id = self.dist.agree(uuid.uuid4().hex)
             self.state.data_digest = data_fingerprint(self.splits)
             self.state.data_rows = {k: len(v) for k, v in self.splits.items()}
-            if self.dist.main:
-                write_atomic(self.run_dir / "config.yaml", dump_yaml(self.cfg), "the run's config")
-                record = {"run_id": self.state.run_id, "data_digest": self.state.data_digest}
-                write_atomic(self.run_dir / RUN_FILE, json.dumps(record) + "\n", "the run record")
-        self._write_history()
+            self.files.start(self.cfg, self.state.run_id, self.state.data_digest)
+        self.files.write_history(self.state.history)
+        epochs = self.cfg.trainer.epochs
         try:
             self.hooks.hook.qp_on_fit_start(run=self)
             # A run that stopped early stays stopped when resumed; a rollback
             # lowers state.epoch, and that epoch is trained again.
-            while self.state.stop_reason is None and self.state.epoch < tcfg.epochs:
+            while self.state.stop_reason is None and self.state.epoch < epochs:
                 if self._epoch(self.state.epoch + 1):
                     break
             results = self._finish()
@@ -508,8 +362,9 @@ class Trainer:
         batches = self._batches(epoch)
         self.batches_per_epoch = len(batches)
         self.hooks.hook.qp_on_epoch_start(run=self, epoch=epoch)
-        if hasattr(self.loss, "set_epoch"):
-            self.loss.set_epoch(epoch)
+        set_epoch = getattr(self.loss, "set_epoch", None)  # optional in the loss contract
+        if callable(set_epoch):
+            set_epoch(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
         metrics.update(self._run_split("train", epoch, batches))
@@ -540,11 +395,11 @@ class Trainer:
         if action == "rollback" and file is not None:
             meta, payload = load_checkpoint(file)
             load_weights(self.model, meta, payload["model"], file)
-            self._restore_training(payload["training"])
+            self._load_training(payload["training"])
             # Retries of one epoch compound: x0.5, then x0.25 of the saved rate.
             self._retry_scale *= factor
             scale_lr(self.optimizer, self.scheduler, self._retry_scale)
-            self._write_history()
+            self.files.write_history(self.state.history)
             self._say(
                 f"{reason}: rolled back to epoch {self.state.epoch} ({file.name}), learning "
                 f"rate x{self._retry_scale:g} (now {self.optimizer.param_groups[0]['lr']:.2e})"
@@ -566,40 +421,23 @@ class Trainer:
             kept = f"weights of epoch {state.epoch} kept" if state.epoch else "no weights kept"
             state.stop_reason = f"non-finite metrics at epoch {epoch}; {kept}"
             state.history.append(metrics)
-            self._write_history()
+            self.files.write_history(state.history)
             self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
             self._say(state.stop_reason)
             return True
-        # An undefined Pearson (constant predictions) counts as no correlation.
-        watched = {
-            k: (0.0 if v is None and k.endswith("pearson") else v) for k, v in metrics.items()
-        }
+        seen = watched(metrics)
         if self.scheduler is not None:
-            self.scheduler.step_epoch(watched)
+            self.scheduler.step_epoch(seen)
         state.epoch = epoch
         state.history.append(metrics)
-        ckpt = self.cfg.trainer.checkpoint
-        improved = _better(
-            watched.get(ckpt.monitor), state.best_value, metric_mode(ckpt.monitor), 0
-        )
+        ckpt = tcfg.checkpoint
+        improved = improves(seen.get(ckpt.monitor), state.best_value, metric_mode(ckpt.monitor))
         if improved:
-            state.best_value, state.best_epoch = watched[ckpt.monitor], epoch
-            self.best_state = copy.deepcopy(self.model.state_dict())
-        stop_cfg = tcfg.early_stopping
-        if _better(
-            watched.get(stop_cfg.monitor),
-            state.stop_value,
-            metric_mode(stop_cfg.monitor),
-            stop_cfg.min_delta,
-        ):
-            state.stop_value, state.stale_epochs = watched[stop_cfg.monitor], 0
-        else:
-            state.stale_epochs += 1
-        stop = stop_cfg.enabled and state.stale_epochs > stop_cfg.patience
-        if stop:
-            state.stop_reason = (
-                f"early stop: {stop_cfg.monitor} did not improve for {state.stale_epochs} epochs"
-            )
+            state.best_value, state.best_epoch = seen[ckpt.monitor], epoch
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+        reason = self.early_stopping.update(seen)
+        if reason is not None:
+            state.stop_reason = reason
         # Monitors see the epoch before it is saved, so their state in the
         # checkpoint includes it and a resume continues from there.
         self.hooks.hook.qp_on_epoch_end(run=self, epoch=epoch, metrics=metrics)
@@ -610,10 +448,10 @@ class Trainer:
             self._save(BEST, epoch, metrics, training=False)
         if ckpt.every and epoch % ckpt.every == 0:
             self._save(f"epoch-{epoch:04d}.pt", epoch, metrics)
-            self._prune(ckpt.keep_last)
-        self._append_metrics(metrics)
+            self.files.prune_periodic(ckpt.keep_last)
+        self.files.append_metrics(metrics)
         self.dist.barrier()  # the checkpoint is on disk before any rank reads it
-        return stop
+        return reason is not None
 
     def _batches(self, epoch: int, split: str = "train") -> list[Tensor]:
         """Row indices of each batch. Training batches are global (every rank
@@ -789,7 +627,7 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Score the best weights on val and test; write ``results.json``."""
-        best = getattr(self, "best_state", None)
+        best = self.best_weights
         if best is not None:
             self.model.load_state_dict(best)
         results: dict[str, Any] = {
@@ -807,9 +645,7 @@ class Trainer:
                 results[split] = {"rows": len(self.splits[split]), **self.score(split)}
         if self.cfg.evaluators and len(self.splits["test"]) and best is not None:
             results["evaluation"] = str(self._evaluate_test())
-        if self.dist.main:
-            path = self.run_dir / "results.json"
-            write_atomic(path, json.dumps(finite(results), indent=2, allow_nan=False) + "\n")
+        self.files.write_results(results)
         return results
 
     def score(self, split: str) -> dict[str, float | None]:
@@ -821,30 +657,25 @@ class Trainer:
         (returned); their report sections wait for :meth:`_write_report`."""
         rows = self.splits["test"]
         predictions = self.predict_split("test")  # on every rank: it gathers
-        folder = self.run_dir / "eval"
         if not self.dist.main:
-            return folder / "metrics.json"
+            return self.files.write_evaluation({})
         data = EvalData(predictions, rows.labels.numpy().astype(float), rows.samples)
-        sections: list[Section] | None = [] if self.cfg.output.report else None
+        sections: list[Section] = []
         report = run_evaluators(data, self.cfg.evaluators, self.registry, sections)
         report["split"] = "test"
-        folder.mkdir(exist_ok=True)
-        path = folder / "metrics.json"
-        write_atomic(path, json.dumps(report, indent=2, allow_nan=False) + "\n", "the metrics")
-        if sections is not None:
-            self._report_parts = (report, sections)
-        return path
+        if self.cfg.output.report:
+            self._evaluation = (report, sections)
+        return self.files.write_evaluation(report)
 
     def _write_report(self) -> None:
         """``eval/report.html``: the evaluators' sections, then those of monitors
         with ``report(run)`` (written after ``qp_on_fit_end``, so monitors have
         finished their summaries)."""
-        parts = getattr(self, "_report_parts", None)
-        if parts is None:
+        if self._evaluation is None:
             return
-        report, sections = parts
+        report, sections = self._evaluation
         for monitor in self.monitors.values():
-            if hasattr(monitor, "report"):
+            if isinstance(monitor, ReportingMonitor):
                 sections = [*sections, *monitor.report(self)]
         facts = [
             ("run", str(self.run_dir)),
@@ -875,9 +706,9 @@ class Trainer:
             ]
         return self.dist.gather(torch.cat(preds) if preds else torch.zeros(0)).numpy()
 
-    # --- checkpoints and logs ----------------------------------------------
+    # --- checkpoints ---------------------------------------------------------
 
-    def backbone_records(self) -> list[BackboneRecord]:
+    def _backbone_records(self) -> list[BackboneRecord]:
         return [
             BackboneRecord(
                 describe=b.describe(), identity=b.identity(), reference=b.weights_reference()
@@ -888,9 +719,9 @@ class Trainer:
     def model_state(self) -> dict[str, Tensor]:
         """Weights to store: a backbone found again by reference is left out."""
         # Trained backbones change every step: their identity is taken anew.
-        if not hasattr(self, "_records") or self.model.backbones_trainable:
-            self._records = self.backbone_records()
-        skip = [f"backbones.{i}." for i, r in enumerate(self._records) if r.reference]
+        if self.model.backbones_trainable:
+            self._backbones = self._backbone_records()
+        skip = [f"backbones.{i}." for i, r in enumerate(self._backbones) if r.reference]
         return {
             k: v
             for k, v in self.model.state_dict().items()
@@ -920,7 +751,7 @@ class Trainer:
         meta = CheckpointMeta(
             config=self.cfg.to_dict(),
             label_protocol=self.data.protocol or PROTOCOL,
-            backbones=self._records,
+            backbones=self._backbones,
             versions=versions(),
             epoch=epoch,
             metrics={k: v for k, v in metrics.items() if k != "epoch" and not isinstance(v, str)},
@@ -929,74 +760,39 @@ class Trainer:
         if not training:
             save_checkpoint(self.run_dir / name, meta, self._serving_state(model_state))
             return
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
-            "loss": self.loss.state_dict(),
-            "best_model": {
-                k: v for k, v in getattr(self, "best_state", {}).items() if k in model_state
-            },
-            "state": json.dumps(asdict(self.state)),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": json.dumps(_numpy_state()),
-                "python": json.dumps(_python_state()),
-            },
-            "monitors": monitor_states(self.monitors),
-        }
+        best = self.best_weights or {}
+        state = training_state.capture(
+            state=self.state,
+            extra_state=self.early_stopping.state_dict(),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            loss=self.loss,
+            best_model={k: v for k, v in best.items() if k in model_state},
+            monitors=monitor_states(self.monitors),
+        )
         save_checkpoint(self.run_dir / name, meta, model_state, state)
 
-    def _restore(self, payload: dict[str, Any]) -> None:
-        file = self._resume_file
-        load_weights(self.model, self._resume_meta, payload["model"], file)
+    def _restore(self, point: ResumePoint) -> None:
+        load_weights(self.model, point.meta, point.payload["model"], point.file)
+        training = point.payload["training"]
         try:
-            self._restore_training(payload["training"])
-            load_monitor_states(self.monitors, payload["training"].get("monitors", "{}"))
+            self._load_training(training)
+            load_monitor_states(self.monitors, training.get("monitors", "{}"))
         except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{file}: damaged training state ({exc})") from exc
+            raise CheckpointError(f"{point.file}: damaged training state ({exc})") from exc
         self._say(f"resuming {self.run_dir} after epoch {self.state.epoch}")
 
-    def _restore_training(self, training: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(training["optimizer"])
-        if self.scheduler is not None and training["scheduler"]:
-            self.scheduler.load_state_dict(training["scheduler"])
-        self.loss.load_state_dict(training["loss"])
-        self.state = RunState(**json.loads(training["state"]))
+    def _load_training(self, training: Mapping[str, Any]) -> None:
+        """Optimizer, scheduler, loss, run and early-stopping state, best weights
+        and RNGs from a checkpoint (a resume, or a rollback's)."""
+        self.state, stopping = training_state.restore(
+            training, self.optimizer, self.scheduler, self.loss, EarlyStopping.STATE_KEYS
+        )
+        self.early_stopping.load_state_dict(stopping)
         if training["best_model"]:
             best = copy.deepcopy(self.model.state_dict())
             best.update(training["best_model"])
-            self.best_state = best
-        rng = training["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(_numpy_from(json.loads(rng["numpy"])))
-        random.setstate(_python_from(json.loads(rng["python"])))
-
-    def _prune(self, keep: int) -> None:
-        if not self.dist.main:
-            return
-        periodic = sorted(self.run_dir.glob("epoch-*.pt"))
-        for old in periodic[:-keep]:
-            old.unlink(missing_ok=True)
-
-    def _write_history(self) -> None:
-        """``metrics.jsonl`` from the state: a resume drops lines of epochs the
-        checkpoint does not know (written after it, before the crash)."""
-        if not self.dist.main:
-            return
-        lines = "".join(json.dumps(finite(m), allow_nan=False) + "\n" for m in self.state.history)
-        write_atomic(self.run_dir / "metrics.jsonl", lines, "the metrics")
-
-    def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
-        if not self.dist.main:
-            return
-        path = self.run_dir / "metrics.jsonl"
-        with disk_full_as_error(path, "the metrics"), open(path, "a") as handle:
-            handle.write(json.dumps(finite(metrics), allow_nan=False) + "\n")
-
-    # --- output --------------------------------------------------------------
+            self.best_weights = best
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -1015,34 +811,3 @@ class _Objective(torch.nn.Module):
     def forward(self, inputs: Any, params: Tensor, target: Tensor) -> tuple[Tensor, Any]:
         pred = self._forward(inputs, params)
         return pred, self.loss(pred, target)
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN/inf floats as ``None``: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
-def _numpy_state() -> list[Any]:
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
-
-
-def _numpy_from(state: Sequence[Any]) -> tuple[Any, ...]:
-    name, keys, pos, has_gauss, gauss = state
-    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss)
-
-
-def _python_state() -> list[Any]:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _python_from(state: Sequence[Any]) -> tuple[Any, ...]:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)

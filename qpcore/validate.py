@@ -38,9 +38,11 @@ def _split_ref(value: Any) -> tuple[str, dict[str, Any]] | None:
     return None  # structural problem: phase 1 reports it
 
 
-def _resolve_component(
+def resolve_component(
     name: str, options: dict[str, Any], path: Path_, kind: Kind, registry: Registry
 ) -> tuple[ComponentRef | None, list[ConfigIssue]]:
+    """One component entry at ``path``: its reference with validated params and
+    spec, or ``None`` and the problems found (paths under ``path``)."""
     if name not in registry.names(kind):
         return None, [ConfigIssue(dotted((*path, "name")), registry.unknown_message(kind, name))]
     spec = registry.get(kind, name)
@@ -54,7 +56,7 @@ def _resolve_component(
         except ValueError as exc:
             return None, [ConfigIssue(dotted((*path, spec.metric_param)), str(exc))]
     ref = ComponentRef(name=name, **params.model_dump(mode="json"))
-    ref._params = params
+    ref._params, ref._spec = params, spec
     return ref, []
 
 
@@ -130,7 +132,7 @@ def resolve_config(
             continue
         if kinds is not None and kind not in kinds:
             continue
-        ref, found = _resolve_component(*ref_parts, path, kind, registry)
+        ref, found = resolve_component(*ref_parts, path, kind, registry)
         issues += found
         if ref is not None and cfg is not None:
             set_at(cfg, path, ref)

@@ -239,3 +239,22 @@ def test_the_command_line_starts_without_torch() -> None:
         assert command.get_short_help_str(1000) == short, name
     listed = CliRunner().invoke(cli, ["--help"]).output
     assert all(f"  {name} " in listed for name in [*LAZY_COMMANDS, "plugins", "config"])
+
+
+def test_listing_plugins_and_validating_configs_import_no_heavy_library() -> None:
+    """``qp plugins`` and ``qp config validate`` need only names and params
+    models; plugins that imported torch, scipy or matplotlib to register made
+    both take seconds. Factories import what they build when called."""
+    script = (
+        "import sys\n"
+        "from qpcore.config_io import load_run_config, packaged_configs\n"
+        "from qpcore.registry import Registry\n"
+        "registry = Registry.from_entrypoints()\n"
+        "assert registry.problems() == [], registry.problems()\n"
+        "for name in packaged_configs():\n"
+        "    load_run_config(name, registry=registry)\n"
+        "loaded = {name.partition('.')[0] for name in sys.modules}\n"
+        "print(sorted(loaded & {'torch', 'torchvision', 'scipy', 'matplotlib', 'cv2', 'sklearn'}))"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert found.stdout.strip() == "[]", found.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,12 +83,25 @@ def test_qp_compare_of_a_model_with_itself(tiny_manifest: Path, tmp_path: Path) 
 
 
 def test_cross_validation_folds_are_disjoint_and_summarised(
-    tiny_manifest: Path, tmp_path: Path
+    tiny_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from test_trainer import run_config
 
+    from qpcore import crossval, trainer, training_data
     from qpcore.data.manifest import read_manifest
     from qpcore.data.splits import fold_samples
+
+    built: list[str] = []
+
+    def counted(where: str) -> Any:
+        def build(cfg: Any) -> Any:
+            built.append(where)
+            return training_data.build_dataset(cfg)
+
+        return build
+
+    monkeypatch.setattr(crossval, "build_dataset", counted("cv"))
+    monkeypatch.setattr(trainer, "build_dataset", counted("fold"))
 
     rows = read_manifest(tiny_manifest).samples
     parts = fold_samples(rows, 4, 0)
@@ -106,5 +120,6 @@ def test_cross_validation_folds_are_disjoint_and_summarised(
     assert low < np.mean(maes) < high
     assert (tmp_path / "run" / "fold-4" / "best.pt").is_file()
     assert "mae: mean" in result.output
+    assert built == ["cv"]  # the dataset is built once, not once per fold
     too_few = CliRunner().invoke(cli, ["cv", str(cfg), "--folds", "2"])
     assert too_few.exit_code == 2

@@ -54,6 +54,15 @@ def test_every_hook_is_documented_with_its_signature() -> None:
     assert undocumented == []
 
 
+def test_every_hook_has_a_test_that_names_it() -> None:
+    """A hook no test calls or implements by name can break unnoticed."""
+    tests = [p for p in (REPO / "tests").glob("test_*.py") if p.name != "test_docs.py"]
+    text = "\n".join(p.read_text() for p in tests)
+    hooks = [n for n in dir(hookspecs) if n.startswith("qp_") and callable(getattr(hookspecs, n))]
+    assert len(hooks) > 10
+    assert [name for name in hooks if name not in text] == []
+
+
 def test_every_config_key_is_documented() -> None:
     text = (DOCS / "config.md").read_text()
     keys = leaf_keys(RunConfig)
@@ -112,4 +121,4 @@ def test_the_public_api_is_importable_from_qpcore_without_torch_up_front() -> No
     for name in qpcore.__all__:
         assert getattr(qpcore, name) is not None, name
     assert qpcore.Backbone.__module__ == "qpcore.backbone"
-    assert qpcore.Section.__module__ == "qpcore.report"
+    assert qpcore.Section.__module__ == "qpcore.html"

@@ -185,7 +185,7 @@ def test_mc_dropout_without_a_model_is_null_with_a_reason() -> None:
 
 
 def test_conformal_needs_enough_calibration_rows() -> None:
-    from qp_evaluators import conformal_halfwidth
+    from qp_evaluators.calibration import conformal_halfwidth
 
     assert conformal_halfwidth(np.arange(9.0), 0.9) == 8.0  # rank ceil(10 * 0.9) = 9
     assert conformal_halfwidth(np.arange(8.0), 0.9) is None

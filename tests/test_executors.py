@@ -113,7 +113,7 @@ def test_an_executor_computes_the_cached_features_of_one_process(
     monkeypatch.setattr(feature_cache, "CHUNK", 16)  # 40 images: three tasks
     registry = default_registry()
     ref = resolve_config({"model": {"backbone": {"name": "vectorizer", "size": 64}}}, registry)
-    backbone = build_backbone(ref.model.backbone, registry, "backbone")
+    backbone = build_backbone(ref.model.backbone)
     paths = sorted((tiny_manifest.parent / "images").glob("*.png"))
     expected = feature_cache.compute_features(backbone, paths, progress=False)
     executor = build_executor(name, workers=2)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from qpcore.data.manifest import ManifestError, read_manifest
+from qpcore.data.manifest import read_manifest
 from qpcore.data.protocol import PROTOCOL, VtracerParams
+from qpcore.errors import ManifestError
 
 from imaging import flat_logo, save
 

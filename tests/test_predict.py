@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from PIL import Image
 from test_trainer import run_config
 
-from qpcore.checkpoint import FORMAT, CheckpointError, load_checkpoint
+from qpcore.checkpoint import FORMAT, load_checkpoint
 from qpcore.cli import cli
+from qpcore.errors import CheckpointError
 from qpcore.predictor import load_predictor
 
 
@@ -41,6 +42,18 @@ def test_train_refuses_to_overwrite_a_run(trained: Path) -> None:
     config = trained.parent / "run.yaml"
     result = CliRunner().invoke(cli, ["train", str(config)])
     assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_train_out_picks_the_run_folder(trained: Path, tmp_path: Path) -> None:
+    config = trained.parent / "run.yaml"
+    out = tmp_path / "elsewhere"
+    args = ["train", str(config), "--quiet", "--set", "trainer.epochs=1", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == f"run folder: {out}"
+    assert (out / "best.pt").is_file() and (out / "config.yaml").is_file()
+    again = CliRunner().invoke(cli, ["train", "--resume", str(out), "--out", str(tmp_path)])
+    assert again.exit_code == 2 and "give no FILE, --set or --out" in again.output
 
 
 def test_train_reports_config_errors_with_exit_2(tmp_path: Path) -> None:

@@ -15,13 +15,13 @@ from skimage.metrics import structural_similarity
 from qpcore.data.protocol import (
     DEFAULT_PARAMS,
     RANDOM_RANGES,
-    UnreadableImage,
     VtracerParams,
     label_image,
     load_image,
     random_params,
 )
 from qpcore.data.ssim import reference_ssim, ssim
+from qpcore.errors import UnreadableImage
 
 from imaging import flat_logo, photo_like, save, transparent_badge
 

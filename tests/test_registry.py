@@ -38,6 +38,35 @@ def test_builtins_come_from_entry_points_with_provenance() -> None:
     assert registry.problems() == []
 
 
+@pytest.mark.parametrize(
+    ("hook", "kind", "builtin"),
+    [
+        ("qp_register_datasets", "dataset", "manifest"),
+        ("qp_register_backbones", "backbone", "resnet50"),
+        ("qp_register_losses", "loss", "huber"),
+        ("qp_register_optimizers", "optimizer", "adamw"),
+        ("qp_register_schedulers", "scheduler", "cosine"),
+        ("qp_register_monitors", "monitor", "progress"),
+        ("qp_register_evaluators", "evaluator", "regression"),
+        ("qp_register_executors", "executor", "local"),
+    ],
+)
+def test_each_registration_hook_returns_records_of_its_kind(
+    hook: str, kind: str, builtin: str
+) -> None:
+    """The registry is what the hooks return: every record of the right type,
+    and every name the hook offers is the registry's."""
+    from qpcore.specs import SPEC_TYPES
+
+    manager = PluginManager(disabled=set())
+    manager.load_entrypoints()
+    found = [spec for records in getattr(manager.pm.hook, hook)() for spec in records]
+    assert found and all(isinstance(spec, SPEC_TYPES[kind]) for spec in found)
+    names = {spec.name for spec in found}
+    assert builtin in names
+    assert names == set(Registry.from_entrypoints(disabled=set()).names(kind))
+
+
 def test_unknown_name_suggests_the_closest_and_lists_all() -> None:
     registry = Registry.from_entrypoints(disabled=set())
     with pytest.raises(UnknownComponentError) as err:
@@ -199,6 +228,35 @@ def test_spec_records_reject_bad_names_and_params() -> None:
 
     with pytest.raises(TypeError, match="SchedulerParams"):
         SchedulerSpec("sched", lambda *a: None, params=NotScheduler)
+
+
+def test_lazy_factories_check_their_module_now_and_import_it_when_called() -> None:
+    from qpcore.specs import LazyFactory, lazy
+
+    with pytest.raises(ValueError, match=r"package\.module:attribute"):
+        lazy("qp_losses.pointwise.MSELoss")
+    with pytest.raises(ValueError, match="no module"):
+        lazy("qp_losses.pointwize:MSELoss")
+    factory = lazy("qp_losses.pointwise:MSELoss")
+    assert isinstance(factory, LazyFactory)
+    assert type(LossSpec("mse", factory).build(Params())).__name__ == "MSELoss"
+
+
+def test_every_lazy_builtin_factory_points_at_something_callable() -> None:
+    """``lazy`` checks a target's module at registration but not its attribute:
+    a misspelt class name would only fail when a run builds the component."""
+    from qpcore.specs import LazyFactory
+
+    registry = Registry.from_entrypoints(disabled=set())
+    builtins = [e.spec for e in registry.entries() if e.plugin.distribution == "qpcore"]
+    targets = [
+        getattr(spec.factory, "func", spec.factory)  # partial(lazy(...), arch) too
+        for spec in builtins
+    ]
+    assert any(isinstance(t, LazyFactory) for t in targets)
+    for spec, target in zip(builtins, targets, strict=True):
+        if isinstance(target, LazyFactory):
+            assert callable(target.load()), spec.name
 
 
 def test_testing_fixture_honours_the_disable_variable(

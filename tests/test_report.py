@@ -18,6 +18,7 @@ from qpcore import report as page
 from qpcore.data.manifest import Sample
 from qpcore.data.protocol import DEFAULT_PARAMS
 from qpcore.evaluation import EvalData, run_evaluators
+from qpcore.html import Section, table
 from qpcore.registry import default_registry
 
 #: Markup that runs a script if it reaches the page unescaped.
@@ -45,11 +46,11 @@ def test_grades_follow_the_seed_thresholds(name: str, value: float | None, expec
 
 
 def test_markup_helpers_escape_what_they_are_given() -> None:
-    cell = page.table(["a<b"], [[HOSTILE], [0.25], [None]])
+    cell = table(["a<b"], [[HOSTILE], [0.25], [None]])
     assert HOSTILE not in cell and html.escape(HOSTILE) in cell
     assert '<td class="num" data-value="0.25">0.2500</td>' in cell and "<td>null</td>" in cell
     # Plain strings from a plugin's Section are text, never markup.
-    rendered = page.render(HOSTILE, [(HOSTILE, HOSTILE)], [page.Section(HOSTILE, HOSTILE)])
+    rendered = page.render(HOSTILE, [(HOSTILE, HOSTILE)], [Section(HOSTILE, HOSTILE)])
     assert HOSTILE not in rendered and rendered.count(html.escape(HOSTILE)) == 7
 
 
@@ -68,7 +69,7 @@ def labelled_rows(folder: Path, n: int = 60) -> EvalData:
 
 
 def write(folder: Path, data: EvalData, evaluators: list[str], **extra: object) -> str:
-    sections: list[page.Section] = []
+    sections: list[Section] = []
     report = run_evaluators(data, evaluators, sections=sections)
     pages = page.build_sections(
         report,
@@ -195,7 +196,7 @@ def test_a_third_party_evaluator_adds_its_section(
         data.targets,
         [replace(s, source="flags" if i % 2 else "icons<&>") for i, s in enumerate(data.samples)],
     )
-    sections: list[page.Section] = []
+    sections: list[Section] = []
     report = run_evaluators(data, ["per_source"], registry, sections)
     assert report["metrics"]["mae_flags"] == pytest.approx(np.abs(data.errors[1::2]).mean())
     pages = page.build_sections(

@@ -12,7 +12,7 @@ from test_trainer import fit, run_config
 
 from qpcore import QPError
 from qpcore.data.protocol import VtracerParams, encode_params, label_pixels
-from qpcore.features import response
+from qpcore.features import layout, response
 from qpcore.features.vectorizer import _working
 from qpcore.predictor import load_predictor
 from qpcore.registry import default_registry
@@ -42,7 +42,7 @@ def test_the_surface_follows_vtracer_on_a_small_dot() -> None:
     surface alike; colour precision 1 loses more than 8 on a gradient."""
     image = dotted(12)
     surface = response.response_surface(image, size=128)
-    assert surface.shape == (response.surface_size(),)
+    assert surface.shape == (layout.surface_size(),)
     assert np.isfinite(surface).all()
     kept, lost = cell(surface, 8, 4, 10), cell(surface, 8, 12, 10)
     label_kept = label_pixels(image, VtracerParams(filter_speckle=4)).ssim

@@ -25,7 +25,8 @@ QP = str(Path(sys.executable).parent / "qp")
 EXTRAS = """
 import torch
 from qpcore import BackboneSpec, LossSpec, hookimpl
-from qp_backbones import StatsParams, build_stats
+from qp_backbones.computed import build_stats
+from qp_backbones.params import StatsParams
 
 class Pinball(torch.nn.Module):
     def forward(self, pred, target):

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from qpcore import QPError
+from qpcore import QPError, hookimpl
 from qpcore.build import build_model
 from qpcore.checkpoint import load_checkpoint
 from qpcore.data.manifest import read_manifest
@@ -28,6 +28,7 @@ from qpcore.epoch_metrics import EPOCH_METRICS
 from qpcore.feature_cache import cached_features
 from qpcore.predictor import load_predictor
 from qpcore.registry import Registry, default_registry
+from qpcore.run import Run
 from qpcore.testing import RecordingMonitor
 from qpcore.trainer import Trainer
 from qpcore.validate import resolve_config
@@ -129,6 +130,83 @@ def test_day14_integration(tiny_manifest: Path, tmp_path: Path) -> None:
     assert names[0] == "fit_start" and names[-1] == "fit_end"
     assert names.count("epoch_end") == 5 and "batch_end" in names
     assert monitor.results is not None and monitor.results["best_epoch"] == results["best_epoch"]
+    # The trainer is the Run that monitors are promised.
+    promised = set(Run.__annotations__) | {
+        n for n in vars(Run) if not n.startswith("_") and callable(vars(Run)[n])
+    }
+    assert {n for n in promised if not hasattr(trainer, n)} == set()
+
+
+class EventOrder:
+    """Records the order of every training event; fails on request in one."""
+
+    def __init__(self, fail_at_batch: int | None = None) -> None:
+        self.seen: list[str] = []
+        self.fail_at_batch = fail_at_batch
+        self.error: BaseException | None = None
+
+    @hookimpl
+    def qp_on_fit_start(self, run: Run) -> None:
+        self.seen.append(f"fit_start@{run.state.epoch}")
+
+    @hookimpl
+    def qp_on_epoch_start(self, run: Run, epoch: int) -> None:
+        self.seen.append(f"epoch_start {epoch}")
+
+    @hookimpl
+    def qp_on_batch_end(self, run: Run, epoch: int, batch: int, metrics: Any) -> None:
+        if batch == 0:
+            self.seen.append(f"batch_end {epoch}")
+        if self.fail_at_batch is not None and epoch == 2 and batch == self.fail_at_batch:
+            raise RuntimeError("a monitor broke")
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Run, epoch: int, metrics: Any) -> None:
+        self.seen.append(f"epoch_end {epoch}")
+
+    @hookimpl
+    def qp_on_fit_end(self, run: Run, results: Any) -> None:
+        self.seen.append(f"fit_end {results['epochs']}")
+
+    @hookimpl
+    def qp_on_exception(self, run: Run, error: BaseException) -> None:
+        self.seen.append("exception")
+        self.error = error
+
+
+def test_event_hooks_fire_in_order_and_an_error_reaches_qp_on_exception(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    cfg = run_config(tiny_manifest, tmp_path, trainer={"epochs": 2, "batch_size": 8})
+    order = EventOrder()
+    fit(cfg, monitors=[order])
+    expected = ["fit_start@0"] + [
+        f"{event} {epoch}"
+        for epoch in (1, 2)
+        for event in ("epoch_start", "batch_end", "epoch_end")
+    ]
+    assert order.seen == [*expected, "fit_end 2"] and order.error is None
+
+    broken = EventOrder(fail_at_batch=1)
+    cfg["output"]["dir"] = str(tmp_path / "again")
+    with pytest.raises(RuntimeError, match="a monitor broke"):
+        fit(cfg, monitors=[broken])
+    assert broken.seen[-1] == "exception" and "fit_end 2" not in broken.seen
+    assert isinstance(broken.error, RuntimeError)
+
+
+def test_built_in_monitors_use_only_what_the_run_protocol_promises() -> None:
+    """``qpcore.Run`` is the plugin API of ``run``: a built-in monitor that
+    reaches past it would teach plugin authors to do the same."""
+    import re
+
+    promised = set(Run.__annotations__) | set(vars(Run))
+    used: dict[str, set[str]] = {}
+    for path in (Path(__file__).parents[1] / "plugins" / "qp_monitors").glob("*.py"):
+        for name in re.findall(r"\brun\.(\w+)", path.read_text()):
+            used.setdefault(name, set()).add(path.name)
+    assert used, "no monitor reads the run: the pattern is wrong"
+    assert {n: f for n, f in used.items() if n not in promised} == {}
 
 
 def test_cached_features_equal_the_uncached_path(
@@ -137,7 +215,7 @@ def test_cached_features_equal_the_uncached_path(
     monkeypatch.setenv("QP_CACHE_DIR", str(tmp_path / "cache"))
     registry = default_registry()
     cfg = resolve_config(run_config(tiny_manifest, tmp_path), registry)
-    model = build_model(cfg, registry).eval()
+    model = build_model(cfg).eval()
     paths = [s.image for s in read_manifest(tiny_manifest).samples][:12]
     root = tmp_path / "cache"
     for backbone in model.backbones:
@@ -166,7 +244,7 @@ def test_overlapping_image_sets_compute_each_image_once(
     import qpcore.feature_cache as feature_cache
 
     registry = default_registry()
-    backbone = build_model(resolve_config(run_config(tiny_manifest, tmp_path), registry), registry)
+    backbone = build_model(resolve_config(run_config(tiny_manifest, tmp_path), registry))
     backbone = backbone.backbones[1]
     paths = [s.image for s in read_manifest(tiny_manifest).samples][:12]
     root = tmp_path / "cache"
@@ -540,7 +618,7 @@ def test_cache_hits_whatever_the_order_of_the_same_images(
     tiny_manifest: Path, tmp_path: Path
 ) -> None:
     registry = default_registry()
-    model = build_model(resolve_config(run_config(tiny_manifest, tmp_path), registry), registry)
+    model = build_model(resolve_config(run_config(tiny_manifest, tmp_path), registry))
     paths = [s.image for s in read_manifest(tiny_manifest).samples][:10]
     first, hit = cached_features(model.backbones[1], paths, tmp_path / "c")
     again, hit = cached_features(model.backbones[1], paths[::-1], tmp_path / "c")

@@ -3,122 +3,37 @@
 ``synthetic`` and ``folder`` label on first use into a cache folder named after
 their parameters, so ``qp train`` works offline with no preparation and a second
 run reuses the labels.
+
+The loaders (:mod:`qp_datasets.loaders`) are imported only when a run loads a
+dataset; registration reads :mod:`qp_datasets.params`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
-
-from qpcore import DatasetParams, DatasetSpec, QPError, hookimpl
-from qpcore.data.dataset import LabelledData, cache_root
-from qpcore.data.jobs import Job, collect_inputs, label_jobs, synth_jobs
-from qpcore.data.labeler import MANIFEST, run_jobs
-from qpcore.data.manifest import read_manifest
-from qpcore.data.protocol import PROTOCOL
-from qpcore.data.synth import GENERATOR_VERSION
-from qpcore.executor import build_executor
-
-
-class ManifestParams(DatasetParams):
-    path: str = Field(description="The manifest CSV; image paths are relative to its folder.")
-    check_images: bool = Field(True, description="Check that every image file exists.")
-
-
-class LabelParams(DatasetParams):
-    track: Literal["default", "random"] = Field("default", description="Parameter track.")
-    per_image: int = Field(1, ge=1, description="Labels per image (random track).")
-    seed: int = Field(0, ge=0, description="Seed of the parameter draws.")
-    workers: int = Field(0, ge=0, description="Labelling processes (0: one per core).")
-    executor: str = Field(
-        "local", description="Where labelling runs: an executor plugin (local, ray)."
-    )
-    address: str | None = Field(
-        None, description="Cluster address for executors that take one (ray)."
-    )
-    cache_dir: str | None = Field(
-        None, description="Cache folder (null: QP_CACHE_DIR or ~/.cache/qpcore)."
-    )
-
-
-class SyntheticParams(LabelParams):
-    count: int = Field(2000, ge=1, description="Images to generate.")
-    size: int = Field(256, ge=16, le=4096, description="Canvas size in pixels.")
-
-
-class FolderParams(LabelParams):
-    path: str = Field(description="Folder of images (searched recursively) to label.")
-
-
-def load_manifest(params: ManifestParams) -> LabelledData:
-    return LabelledData.from_manifest(read_manifest(params.path, params.check_images))
-
-
-def _cached(
-    kind: str, identity: dict[str, Any], jobs: list[Job], params: LabelParams
-) -> LabelledData:
-    """Label ``jobs`` into the cache folder of ``identity``, or reuse it."""
-    if params.track == "default" and params.per_image > 1:
-        raise QPError("per_image > 1 needs track: random (default-track labels are all equal)")
-    # "columns": manifests gained the SVG size columns; older caches are relabelled.
-    key = json.dumps({"protocol": PROTOCOL, "columns": 2, **identity}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = Path(params.cache_dir) if params.cache_dir else cache_root()
-    folder = root / f"{kind}-{digest}"
-    settings = {"kind": kind, **identity}
-    executor = build_executor(params.executor, workers=params.workers, address=params.address)
-    summary = run_jobs(jobs, folder, settings, progress=True, executor=executor)
-    if summary.interrupted:
-        raise KeyboardInterrupt
-    if summary.errors:
-        print(f"{summary.errors} images could not be labelled: see {folder / 'errors.csv'}")
-    return LabelledData.from_manifest(read_manifest(folder / MANIFEST))
-
-
-def load_synthetic(params: SyntheticParams) -> LabelledData:
-    identity = {
-        "generator": GENERATOR_VERSION,
-        "count": params.count,
-        "size": params.size,
-        "track": params.track,
-        "per_image": params.per_image,
-        "seed": params.seed,
-    }
-    jobs = synth_jobs(params.count, params.track, params.per_image, params.seed, params.size)
-    return _cached("synthetic", identity, jobs, params)
-
-
-def load_folder(params: FolderParams) -> LabelledData:
-    files = collect_inputs([params.path])
-    # The cache follows the folder's content: a changed file is a new dataset.
-    listing = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    identity = {
-        "folder": os.path.realpath(params.path),
-        "files": hashlib.sha256(json.dumps(listing).encode()).hexdigest(),
-        "track": params.track,
-        "per_image": params.per_image,
-        "seed": params.seed,
-    }
-    jobs = label_jobs([params.path], params.track, params.per_image, params.seed)
-    return _cached("folder", identity, jobs, params)
+from qp_datasets.params import FolderParams, ManifestParams, SyntheticParams
+from qpcore import DatasetSpec, hookimpl
+from qpcore.specs import lazy
 
 
 @hookimpl
 def qp_register_datasets() -> list[DatasetSpec]:
     return [
-        DatasetSpec("manifest", load_manifest, ManifestParams, "A labelled manifest.csv."),
+        DatasetSpec(
+            "manifest",
+            lazy("qp_datasets.loaders:load_manifest"),
+            ManifestParams,
+            "A labelled manifest.csv.",
+        ),
         DatasetSpec(
             "synthetic",
-            load_synthetic,
+            lazy("qp_datasets.loaders:load_synthetic"),
             SyntheticParams,
             "Generated logo-like images, labelled on first use and cached.",
         ),
         DatasetSpec(
-            "folder", load_folder, FolderParams, "A folder of images, labelled on first use."
+            "folder",
+            lazy("qp_datasets.loaders:load_folder"),
+            FolderParams,
+            "A folder of images, labelled on first use.",
         ),
     ]

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from qpcore.data.pool import CRASHED, POLL_S, TimeLimit, timed_out
-from qpcore.errors import QPError
-from qpcore.fileio import DiskFull
+from qpcore.errors import DiskFull, QPError
 
 R = TypeVar("R")
 

@@ -1,60 +1,75 @@
 """Built-in losses of qpcore, registered like any third-party plugin.
 
 The entry point ``qp_losses = "qp_losses"`` (group ``qpcore``) makes the plugin
-manager import this module and call :func:`qp_register_losses`.
+manager import this module and call :func:`qp_register_losses`. The losses are
+torch modules, imported only when a run builds one; registration reads the
+params models of :mod:`qp_losses.params`.
 """
 
 from __future__ import annotations
 
-from qp_losses.batchwise import PLCCLoss, PLCCParams, RankingLoss, RankingParams
-from qp_losses.combined import CombinedLoss, CombinedParams, WeightRamp
-from qp_losses.pointwise import (
-    FocalLoss,
+from qp_losses.params import (
+    CombinedParams,
     FocalParams,
-    HuberLoss,
     HuberParams,
-    MAELoss,
-    MSELoss,
-    SSIMLoss,
+    PLCCParams,
+    RankingParams,
     SSIMParams,
+    WeightRamp,
 )
 from qpcore import LossSpec, NoParams, hookimpl
+from qpcore.specs import lazy
 
 
 @hookimpl
 def qp_register_losses() -> list[LossSpec]:
     """Offer the eight built-in losses."""
     return [
-        LossSpec("mse", MSELoss, params=NoParams, summary="Mean squared error"),
-        LossSpec("mae", MAELoss, params=NoParams, summary="Mean absolute error"),
+        LossSpec(
+            "mse",
+            lazy("qp_losses.pointwise:MSELoss"),
+            params=NoParams,
+            summary="Mean squared error",
+        ),
+        LossSpec(
+            "mae",
+            lazy("qp_losses.pointwise:MAELoss"),
+            params=NoParams,
+            summary="Mean absolute error",
+        ),
         LossSpec(
             "huber",
-            HuberLoss,
+            lazy("qp_losses.pointwise:HuberLoss"),
             params=HuberParams,
             summary="Huber loss: quadratic below delta, linear above",
         ),
         LossSpec(
             "ssim",
-            SSIMLoss,
+            lazy("qp_losses.pointwise:SSIMLoss"),
             params=SSIMParams,
             summary="MSE + L1 + quality-weighted MSE (the seed's SSIMLoss)",
         ),
         LossSpec(
             "ranking",
-            RankingLoss,
+            lazy("qp_losses.batchwise:RankingLoss"),
             params=RankingParams,
             summary="Pairwise margin ranking loss over the batch",
         ),
-        LossSpec("plcc", PLCCLoss, params=PLCCParams, summary="1 - Pearson correlation"),
+        LossSpec(
+            "plcc",
+            lazy("qp_losses.batchwise:PLCCLoss"),
+            params=PLCCParams,
+            summary="1 - Pearson correlation",
+        ),
         LossSpec(
             "combined",
-            CombinedLoss,
+            lazy("qp_losses.combined:CombinedLoss"),
             params=CombinedParams,
             summary="Weighted ssim + ranking + correlation, fixed, ramped or learned weights",
         ),
         LossSpec(
             "focal",
-            FocalLoss,
+            lazy("qp_losses.pointwise:FocalLoss"),
             params=FocalParams,
             summary="Focal regression loss alpha * |e|^gamma * e^2",
         ),
@@ -62,19 +77,11 @@ def qp_register_losses() -> list[LossSpec]:
 
 
 __all__ = [
-    "CombinedLoss",
     "CombinedParams",
-    "FocalLoss",
     "FocalParams",
-    "HuberLoss",
     "HuberParams",
-    "MAELoss",
-    "MSELoss",
-    "PLCCLoss",
     "PLCCParams",
-    "RankingLoss",
     "RankingParams",
-    "SSIMLoss",
     "SSIMParams",
     "WeightRamp",
     "qp_register_losses",

@@ -7,24 +7,10 @@ batch the trainer passes: under gradient accumulation that is the micro-batch
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor, nn
 
-from qp_losses.functional import PEARSON_EPS, flatten_pair, pairwise_margin_ranking, pearson
-from qpcore import Params
-
-
-class RankingParams(Params):
-    """Parameters of the ``ranking`` loss."""
-
-    margin: float = Field(
-        0.1,
-        ge=0,
-        description=(
-            "Target difference (in SSIM) above which a pair's order is enforced, and "
-            "the prediction gap the loss then asks for."
-        ),
-    )
+from qp_losses.functional import flatten_pair, pairwise_margin_ranking, pearson
+from qp_losses.params import PLCCParams, RankingParams
 
 
 class RankingLoss(nn.Module):
@@ -42,19 +28,6 @@ class RankingLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         p, t = flatten_pair(pred, target)
         return pairwise_margin_ranking(p, t, self.params.margin)
-
-
-class PLCCParams(Params):
-    """Parameters of the ``plcc`` loss."""
-
-    eps: float = Field(
-        PEARSON_EPS,
-        gt=0,
-        description=(
-            "Variance floor (SSIM²) added to both variances, so a batch of one, constant "
-            "targets or constant predictions give r = 0 instead of NaN."
-        ),
-    )
 
 
 class PLCCLoss(nn.Module):

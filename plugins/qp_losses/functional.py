@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: Variance floor of :func:`pearson`, in squared target units (SSIM²).
-PEARSON_EPS = 1e-8
+from qp_losses.params import PEARSON_EPS
 
 
 def _as_vector(x: Tensor, name: str) -> Tensor:

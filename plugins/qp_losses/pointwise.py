@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from qp_losses.functional import flatten_pair
-from qpcore import NoParams, Params
+from qp_losses.params import FocalParams, HuberParams, SSIMParams
+from qpcore import NoParams
 
 
 class MSELoss(nn.Module):
@@ -39,20 +39,6 @@ class MAELoss(nn.Module):
         return F.l1_loss(p, t)
 
 
-class HuberParams(Params):
-    """Parameters of the ``huber`` loss."""
-
-    delta: float = Field(
-        0.1,
-        gt=0,
-        description=(
-            "Error (in SSIM units) where the loss turns from quadratic to linear. "
-            "SSIM errors are rarely above 0.1, so torch's default of 1.0 would make "
-            "Huber a scaled MSE."
-        ),
-    )
-
-
 class HuberLoss(nn.Module):
     """Huber loss: MSE's smooth optimum with MAE's tolerance of outliers."""
 
@@ -63,17 +49,6 @@ class HuberLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         p, t = flatten_pair(pred, target)
         return F.huber_loss(p, t, delta=self.params.delta)
-
-
-class SSIMParams(Params):
-    """Parameters of the ``ssim`` loss."""
-
-    alpha: float = Field(1.0, ge=0, description="Weight of the plain MSE term.")
-    beta: float = Field(
-        0.1,
-        ge=0,
-        description="Weight of both auxiliary terms: the L1 term and the quality-weighted MSE.",
-    )
 
 
 def ssim_objective(pred: Tensor, target: Tensor, alpha: float, beta: float) -> Tensor:
@@ -98,17 +73,6 @@ class SSIMLoss(nn.Module):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         p, t = flatten_pair(pred, target)
         return ssim_objective(p, t, self.params.alpha, self.params.beta)
-
-
-class FocalParams(Params):
-    """Parameters of the ``focal`` loss."""
-
-    alpha: float = Field(1.0, gt=0, description="Overall scale of the loss.")
-    gamma: float = Field(
-        2.0,
-        ge=0,
-        description="Focusing exponent: larger values put more weight on large errors; 0 is MSE.",
-    )
 
 
 class FocalLoss(nn.Module):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -12,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from qpcore import Params, hookimpl
-from qpcore.monitoring import json_safe, warn
+from qpcore import Params, hookimpl, jsontext
+from qpcore.monitoring import warn
 
 #: Diagnostic written when the monitor stops a run.
 DIAGNOSTIC = "anomaly.json"
@@ -116,7 +115,7 @@ class Anomaly:
         }
         run.run_dir.mkdir(parents=True, exist_ok=True)
         with open(run.run_dir / LOG, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+            handle.write(jsontext.dumps(record, nonfinite="text") + "\n")
         where = f"epoch {epoch}, batch {batch}"
         self._in_epoch += 1
         if action == "warn":
@@ -134,7 +133,7 @@ class Anomaly:
                 "(trainer.grad_clip)",
             }
             path = run.run_dir / DIAGNOSTIC
-            text = json.dumps(json_safe(diagnostic), indent=2, allow_nan=False)
+            text = jsontext.dumps(diagnostic, nonfinite="text", indent=2)
             path.write_text(text + "\n", encoding="utf-8")
             run.request_stop(f"{what} at {where} (diagnostic: {path})")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import os
 import shutil
 import time
@@ -16,8 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from qpcore import Params, hookimpl
-from qpcore.monitoring import json_safe
+from qpcore import Params, hookimpl, jsontext
 
 
 class JsonlParams(Params):
@@ -45,7 +43,7 @@ class RotatingJsonl:
         return self.path.with_name(f"{self.path.name}.{index}.gz")
 
     def write(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(json_safe(record), allow_nan=False) + "\n"
+        line = jsontext.dumps(record, nonfinite="text") + "\n"
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open

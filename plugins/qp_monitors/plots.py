@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from qp_monitors.timing import PHASES
-from qpcore import Params, hookimpl, plots
+from qpcore import Params, hookimpl
 
 
 class PlotsParams(Params):
@@ -72,6 +72,8 @@ class Plots:
         self.draw(run)
 
     def draw(self, run: Any) -> None:
+        from qpcore import plots  # matplotlib: only once there is something to draw
+
         self._drawn = time.monotonic()
         folder = run.run_dir / self.params.folder
         folder.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from qpcore import Params, hookimpl
-from qpcore.monitoring import json_safe, warn
-from qpcore.report import Section, join, table, tag
+from qpcore import Params, hookimpl, jsontext
+from qpcore.html import Section, join, table, tag
+from qpcore.monitoring import warn
 
 FILE = "summary.json"
 
@@ -144,7 +144,7 @@ class Summary:
     def qp_on_fit_end(self, run: Any, results: Mapping[str, Any]) -> None:
         self.last = self.build(run, results)
         path = run.run_dir / FILE
-        text = json.dumps(json_safe(self.last), indent=2, allow_nan=False)
+        text = jsontext.dumps(self.last, nonfinite="text", indent=2)
         path.write_text(text + "\n", encoding="utf-8")
         if self.last["comparison"].get("slowdown"):
             warn(self.last["comparison"]["verdict"])

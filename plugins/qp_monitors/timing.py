@@ -9,11 +9,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from pydantic import Field
 
 from qpcore import Params, hookimpl
-from qpcore.loss_output import split_loss_output
 
 #: Batch phases the trainer times, in order.
 PHASES = ("data_s", "forward_s", "backward_s", "step_s")
@@ -135,6 +133,11 @@ class Timing:
         """Seconds of one real training batch (forward, loss, backward; weights
         untouched) at 1, 2, 4 ... up to the CPU count, and the fastest count
         (the fewest threads within 5 % of the best)."""
+        # Not at module level: registering the monitors must not import torch.
+        import torch
+
+        from qpcore.loss_output import split_loss_output
+
         if run.device.type != "cpu" or not len(run.splits["train"]):
             return None
         inputs, params, target = run.sample_batch(run.cfg.trainer.batch_size)

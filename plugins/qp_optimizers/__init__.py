@@ -1,18 +1,21 @@
 """Built-in optimizers: adam, adamw, sgd.
 
 Factories receive parameter groups the trainer prepared (a frozen backbone is
-already left out), so no optimizer here decides what trains.
+already left out), so no optimizer here decides what trains. They import torch
+when called: registering the optimizers must not (``qp plugins`` stays fast).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import Field, field_validator, model_validator
 
 from qpcore import OptimizerSpec, Params, hookimpl
+
+if TYPE_CHECKING:
+    import torch
 
 
 class AdamParams(Params):
@@ -50,14 +53,20 @@ class SGDParams(Params):
 
 
 def build_adam(groups: Iterable[Any], params: AdamParams) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.Adam(groups, **params.model_dump())
 
 
 def build_adamw(groups: Iterable[Any], params: AdamWParams) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.AdamW(groups, **params.model_dump())
 
 
 def build_sgd(groups: Iterable[Any], params: SGDParams) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.SGD(groups, **params.model_dump())
 
 

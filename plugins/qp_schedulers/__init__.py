@@ -1,20 +1,23 @@
 """Built-in LR schedulers: reduce_on_plateau, cosine, step, onecycle.
 
 Each accepts the warmup knobs of :class:`qpcore.schedulers.SchedulerParams`; the
-core applies warmup, so nothing here implements it.
+core applies warmup, so nothing here implements it. Factories import torch when
+called: registering the schedulers must not (``qp plugins`` stays fast).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
-from torch.optim import lr_scheduler
 
 from qpcore import SchedulerParams, SchedulerSpec, hookimpl
 from qpcore.epoch_metrics import MetricName, metric_mode
 from qpcore.schedulers import ScheduleContext
+
+if TYPE_CHECKING:
+    import torch
+    from torch.optim import lr_scheduler
 
 
 class PlateauParams(SchedulerParams):
@@ -54,6 +57,8 @@ class OneCycleParams(SchedulerParams):
 def build_plateau(
     optimizer: torch.optim.Optimizer, params: PlateauParams, context: ScheduleContext
 ) -> lr_scheduler.ReduceLROnPlateau:
+    from torch.optim import lr_scheduler
+
     mode = metric_mode(params.monitor) if params.mode == "auto" else params.mode
     return lr_scheduler.ReduceLROnPlateau(
         optimizer,
@@ -69,6 +74,8 @@ def build_plateau(
 def build_cosine(
     optimizer: torch.optim.Optimizer, params: CosineParams, context: ScheduleContext
 ) -> lr_scheduler.CosineAnnealingLR:
+    from torch.optim import lr_scheduler
+
     return lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=params.t_max or context.epochs, eta_min=params.eta_min
     )
@@ -77,12 +84,16 @@ def build_cosine(
 def build_step(
     optimizer: torch.optim.Optimizer, params: StepParams, context: ScheduleContext
 ) -> lr_scheduler.StepLR:
+    from torch.optim import lr_scheduler
+
     return lr_scheduler.StepLR(optimizer, step_size=params.step_size, gamma=params.gamma)
 
 
 def build_onecycle(
     optimizer: torch.optim.Optimizer, params: OneCycleParams, context: ScheduleContext
 ) -> lr_scheduler.OneCycleLR:
+    from torch.optim import lr_scheduler
+
     max_lr = params.max_lr or [group["lr"] for group in optimizer.param_groups]
     return lr_scheduler.OneCycleLR(
         optimizer,

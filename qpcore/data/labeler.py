@@ -34,18 +34,10 @@ from qpcore.data.manifest import (
     rows_to_csv,
 )
 from qpcore.data.pool import LocalPool, TimeLimit
-from qpcore.data.protocol import (
-    MAX_PIXELS,
-    PROTOCOL,
-    UnreadableImage,
-    composite_white,
-    label_pixels,
-    load_image,
-)
-from qpcore.errors import QPError
+from qpcore.data.protocol import MAX_PIXELS, PROTOCOL, composite_white, label_pixels, load_image
+from qpcore.errors import DiskFull, QPError, UnreadableImage
 from qpcore.executor import Executor
 from qpcore.fileio import (
-    DiskFull,
     disk_full_as_error,
     disk_full_error,
     is_disk_full,

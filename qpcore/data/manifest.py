@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qpcore.data.protocol import PROTOCOL, VtracerParams
-from qpcore.errors import QPError
+from qpcore.errors import ManifestError
 
 PARAM_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(VtracerParams))
 #: What the SVG of a label costs; absent from manifests written before qpcore 0.14.
@@ -30,21 +30,6 @@ COLUMNS: tuple[str, ...] = (
     *SIZE_COLUMNS,
 )
 REQUIRED = ("image", "ssim")
-MAX_REPORTED = 20
-
-
-class ManifestError(QPError):
-    """A manifest that cannot be used, with every problem and its line."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        shown = problems[:MAX_REPORTED]
-        more = len(problems) - len(shown)
-        text = "\n".join(f"  {p}" for p in shown)
-        tail = f"\n  ... and {more} more" if more else ""
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{path}: {len(problems)} {noun}:\n{text}{tail}")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import vtracer
 from PIL import Image
 
 from qpcore.data.ssim import ssim
+from qpcore.errors import UnreadableImage
 
 PROTOCOL = "vtracer-resvg-ssim/v1"
 
@@ -31,10 +32,6 @@ MAX_PIXELS = 4096 * 4096
 MIN_SIDE = 11
 
 Track = Literal["default", "random"]
-
-
-class UnreadableImage(ValueError):
-    """An input that is no usable image; its message is the whole story."""
 
 
 @dataclass(frozen=True)

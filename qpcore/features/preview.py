@@ -19,9 +19,7 @@ import numpy as np
 
 from qpcore.data.protocol import DEFAULT_PARAMS, VtracerParams, render, vectorize
 from qpcore.data.ssim import ssim
-
-#: Names of :func:`preview_features`' entries, in order.
-PREVIEW_NAMES: tuple[str, ...] = ("preview_ssim", "preview_log_svg_bytes", "preview_log_paths")
+from qpcore.features.layout import PREVIEW_NAMES
 
 
 def preview_features(

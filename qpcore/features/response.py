@@ -31,6 +31,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from qpcore.data.protocol import ENCODED_PARAM_NAMES, RANDOM_RANGES
+from qpcore.features.layout import CELL_FEATURES, LAYERS, PRECISIONS, SPECKLES
 from qpcore.features.vectorizer import (
     _binary_level,
     _drop_inner,
@@ -42,13 +43,6 @@ from qpcore.features.vectorizer import (
     closest_neighbours,
 )
 
-#: What each cell of the surface holds.
-CELL_FEATURES: tuple[str, ...] = ("repaint_ssim", "repaint_rmse", "log_layers")
-#: ``filter_speckle`` values of the grid (the random track draws 0..32).
-SPECKLES: tuple[float, ...] = (0.0, 4.0, 12.0, 32.0)
-#: ``layer_difference`` values of the grid (the random track draws 1..64).
-LAYERS: tuple[float, ...] = (1.0, 10.0, 25.0, 64.0)
-PRECISIONS: tuple[int, ...] = tuple(range(1, 9))
 #: Rounds of merging at most; a round merges every region no larger than its target.
 MAX_ROUNDS = 64
 
@@ -64,11 +58,6 @@ class Hierarchy:
     moved: tuple[np.ndarray, ...]  # round k: the group merged into another
     area: tuple[np.ndarray, ...]  # round k: the group's area then
     diff: tuple[np.ndarray, ...]  # round k: colour distance to where it went
-
-
-def surface_size(speckles: int = len(SPECKLES), layers: int = len(LAYERS)) -> int:
-    """Length of :func:`response_surface`'s vector."""
-    return (len(PRECISIONS) * layers + 1) * speckles * len(CELL_FEATURES)
 
 
 def feature_names(
@@ -168,7 +157,8 @@ def response_surface(
         speckles, layers: The grid's ``filter_speckle`` and ``layer_difference``.
 
     Returns:
-        float32 vector of :func:`surface_size` entries, ordered as :func:`feature_names`.
+        float32 vector of :func:`~qpcore.features.layout.surface_size` entries, ordered as
+        :func:`feature_names`.
     """
     work = _working(pixels, size, cv2.INTER_NEAREST, True)
     out = np.zeros((len(PRECISIONS), len(speckles), len(layers), len(CELL_FEATURES)))

@@ -15,48 +15,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Names of the entries of :func:`image_stats`, in order.
-STATS_NAMES: tuple[str, ...] = (
-    "log_colors_q5",
-    "log_colors_q3",
-    "log_colors_cover95",
-    "top1_share",
-    "top4_share",
-    "top16_share",
-    "rare_color_share",
-    "edge_density",
-    "grad_mean",
-    "grad_p90",
-    "grad_p99",
-    "color_grad_mean",
-    "flat_fraction",
-    "soft_grad_fraction",
-    "hf_energy",
-    "log_laplacian_var",
-    "noise_sigma",
-    "grey_entropy",
-    "local_std_mean",
-    "local_std_0_2",
-    "local_std_2_8",
-    "local_std_8_32",
-    "local_std_32_up",
-    "sat_mean",
-    "sat_std",
-    "white_fraction",
-    "dark_fraction",
-    "grey_std",
-    "log_regions",
-    "small_region_share",
-    "tiny_region_share",
-    "thin_share",
-    "quant_err_1bit",
-    "quant_err_2bit",
-    "quant_err_3bit",
-    "quant_err_4bit",
-    "binary_err",
-    "aspect",
-)
-
 #: Quantisation of a channel to this many bits before counting colours: 5 bits
 #: merges JPEG/rescale jitter of a few levels, 3 bits counts only clearly distinct hues.
 _FINE_BITS = 5
@@ -164,7 +122,8 @@ def _region_stats(ids: np.ndarray) -> tuple[float, float, float]:
 
 
 def image_stats(pixels: np.ndarray, size: int = 128) -> np.ndarray:
-    """Low-level statistics of one image, in the order of :data:`STATS_NAMES`.
+    """Low-level statistics of one image, in the order of
+    :data:`qpcore.features.layout.STATS_NAMES`.
 
     Args:
         pixels: ``H x W x 3`` uint8 RGB (grey and RGBA are accepted too).

@@ -24,7 +24,14 @@ class LogCoshLoss(torch.nn.Module):
         self.scale = params.scale
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = self.scale * (pred.reshape(-1) - target.reshape(-1))
+        pred, target = pred.reshape(-1), target.reshape(-1)
+        # Refuse what would broadcast ([1] against [B]) or average nothing.
+        if pred.shape != target.shape or pred.numel() == 0:
+            raise ValueError(
+                f"pred and target must hold the same, non-zero number of rows: "
+                f"{list(pred.shape)} vs {list(target.shape)}"
+            )
+        x = self.scale * (pred - target)
         # log(cosh(x)) = |x| + log1p(exp(-2|x|)) - log 2, stable for large |x|
         value = x.abs() + torch.log1p(torch.exp(-2 * x.abs())) - math.log(2.0)
         return value.mean() / self.scale**2
