@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import ROOT, import_qpcore
+from _common import import_qpcore
 
 import_qpcore()
 
 from qpcore import hookimpl  # noqa: E402
+from qpcore.config_io import default_config_text  # noqa: E402
 from qpcore.registry import default_registry  # noqa: E402
 from qpcore.trainer import Trainer  # noqa: E402
 from qpcore.validate import resolve_config  # noqa: E402
@@ -131,7 +132,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=15)
     args, _ = parser.parse_known_args()
-    packaged = yaml.safe_load((ROOT / "qpcore" / "defaults" / "run.yaml").read_text())
+    packaged = yaml.safe_load(default_config_text())
     monitors = packaged["monitors"]
     fixed = {"epochs": args.epochs, "early_stopping": {"enabled": False}}
     default = {**packaged, "trainer": {**packaged["trainer"], **fixed}}

@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qpcore.errors import CheckpointError
-from qpcore.fileio import write_atomic
+from qpcore.fileio import write_atomic_with
 
 FORMAT = "qpcore-checkpoint"
 FORMAT_VERSION = 1
@@ -62,13 +62,9 @@ class CheckpointMeta(BaseModel):
     components: dict[str, ComponentOrigin] = Field(default_factory=dict)
 
 
-def save_checkpoint(
-    path: Path,
-    meta: CheckpointMeta,
-    model_state: dict[str, torch.Tensor],
-    training: dict[str, Any] | None = None,
-) -> None:
-    """Write a checkpoint so a crash leaves either the old file or the new one."""
+def _serialised(
+    meta: CheckpointMeta, model_state: dict[str, torch.Tensor], training: dict[str, Any] | None
+) -> io.BytesIO:
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -81,7 +77,21 @@ def save_checkpoint(
     # container error, a plain write gives the real reason (a full disk).
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    write_atomic(path, buffer.getbuffer().tobytes(), "the checkpoint")
+    return buffer
+
+
+def save_checkpoint(
+    path: Path,
+    meta: CheckpointMeta,
+    model_state: dict[str, torch.Tensor],
+    training: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint so a crash leaves either the old file or the new one."""
+    _write(path, _serialised(meta, model_state, training))
+
+
+def _write(path: Path, buffer: io.BytesIO) -> None:
+    write_atomic_with(path, lambda handle: handle.write(buffer.getbuffer()), "the checkpoint")
 
 
 def load_checkpoint(

@@ -27,17 +27,23 @@ def _halved(state: dict[str, Tensor], prefixes: list[str]) -> dict[str, Tensor]:
     }
 
 
+def embedded_backbones(model: QualityModel, state: dict[str, Tensor]) -> list[str]:
+    """State-key prefixes of the backbones whose weights ``state`` embeds
+    (those found again by reference, and weightless ones, are not)."""
+    return [
+        f"backbones.{i}."
+        for i, backbone in enumerate(model.backbones)
+        if any(k.startswith(f"backbones.{i}.") for k in state) and backbone.state_dict()
+    ]
+
+
 def half_if_harmless(
     model: QualityModel, state: dict[str, Tensor], inputs: list[Tensor], params: Tensor | None
 ) -> tuple[dict[str, Tensor], float | None]:
     """``state`` with its embedded backbone weights in float16 when that keeps the
     predictions on ``inputs`` within :data:`TOLERANCE`; returns the state and the
     largest change measured (None when nothing was embedded)."""
-    prefixes = [
-        f"backbones.{i}."
-        for i, backbone in enumerate(model.backbones)
-        if any(k.startswith(f"backbones.{i}.") for k in state) and backbone.state_dict()
-    ]
+    prefixes = embedded_backbones(model, state)
     if not prefixes:
         return state, None
     halved = _halved(state, prefixes)

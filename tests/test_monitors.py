@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import yaml
 from test_trainer import fit, history, run_config
 
+from qpcore import hookimpl
 from qpcore.checkpoint import load_checkpoint
 from qpcore.registry import default_registry
 from qpcore.trainer import Trainer
@@ -323,6 +325,15 @@ def test_csv_matches_the_history_also_after_a_resume(tiny_manifest: Path, tmp_pa
 # --- state in checkpoints ---------------------------------------------------
 
 
+class SlowEpochs:
+    """Makes each epoch last a few sampling intervals: on warm features a tiny
+    run can end before the system monitor's first sample."""
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Any) -> None:
+        time.sleep(0.15)
+
+
 def test_monitor_state_survives_a_resume(tiny_manifest: Path, tmp_path: Path) -> None:
     cfg = monitored(
         tiny_manifest,
@@ -334,7 +345,7 @@ def test_monitor_state_survives_a_resume(tiny_manifest: Path, tmp_path: Path) ->
             "plots",
         ],
     )
-    trainer = fit(cfg)
+    trainer = fit(cfg, monitors=[SlowEpochs()])  # the sampler gets its turns
     saved = list(trainer.monitors["anomaly"].losses)
     assert len(saved) == 9
     _, payload = load_checkpoint(trainer.run_dir / "last.pt")
