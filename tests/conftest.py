@@ -7,6 +7,7 @@ Plugins reach qpcore only through entry points, so the tests make real
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -37,6 +38,18 @@ def qp_register_datasets():
 def qp_register_backbones():
     return [BackboneSpec("test_features", lambda p: None, FeaturesParams, "Test features.")]
 """
+
+
+def pip_install_offline(target: Path, build: Path, *sources: Path) -> None:
+    """Install ``sources`` into ``target`` as a user would, with pip, but with no
+    index and no build isolation (nothing may be downloaded here)."""
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run(
+        [*pip, "--target", str(target), *(str(s) for s in sources)],
+        check=True,
+        capture_output=True,
+        env={"PIP_NO_INDEX": "1", "TMPDIR": str(build), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def make_distribution(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, pip_install_offline
 
 QP = str(Path(sys.executable).parent / "qp")
 EXAMPLE = REPO / "examples" / "qp-plugin-example"
@@ -25,23 +25,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Build from a copy: setuptools writes build/ and *.egg-info into the source.
     source = tmp_path_factory.mktemp("src") / EXAMPLE.name
     shutil.copytree(EXAMPLE, source)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        env={"PIP_NO_INDEX": "1", "TMPDIR": str(build), "PATH": "/usr/bin:/bin"},
-    )
+    pip_install_offline(target, build, source)
     assert list(target.glob("qp_plugin_example-0.1.0.dist-info"))
     return target
 

@@ -24,6 +24,8 @@ from qpcore.cli import cli
 from qpcore.scaffold import MAX_NAME, PluginNames, template_text
 from qpcore.specs import KINDS
 
+from conftest import pip_install_offline
+
 BIN = Path(sys.executable).parent
 QP = str(BIN / "qp")
 RUFF = BIN / "ruff"
@@ -59,23 +61,7 @@ def site(packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
     """pip-install every generated package into one target folder, offline."""
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            *(str(p) for p in packages.values()),
-        ],
-        check=True,
-        capture_output=True,
-        env={"PIP_NO_INDEX": "1", "TMPDIR": str(build), "PATH": "/usr/bin:/bin"},
-    )
+    pip_install_offline(target, build, *packages.values())
     return target
 
 
