@@ -536,6 +536,7 @@ class Trainer:
         self.loss.train(training)
         accumulate = self.cfg.trainer.accumulate
         preds, targets, loss_sum, count = [], [], 0.0, 0
+        part_sums: dict[str, float] = {}  # the loss's own components, row-weighted
         grad = torch.enable_grad() if training else torch.no_grad()
         clock = time.perf_counter
         shards = [self.dist.shard(index) if training else (index, 1.0) for index in batches]
@@ -560,7 +561,7 @@ class Trainer:
                     else:
                         pred = self.forward(inputs, rows.params[index])
                         output = self.loss(pred, target)
-                    total, _ = split_loss_output(output)
+                    total, parts = split_loss_output(output)
                     t2 = t3 = t4 = clock()
                     norm = None
                     if training:
@@ -573,6 +574,8 @@ class Trainer:
                     t4 = clock()
                 value = float(total.detach())
                 loss_sum += value * len(index)
+                for name, part in parts.items():
+                    part_sums[name] = part_sums.get(name, 0.0) + part * len(index)
                 count += len(index)
                 preds.append(pred.detach().cpu())
                 targets.append(target.cpu())
@@ -596,15 +599,24 @@ class Trainer:
         # Every rank scores the whole epoch: the same metrics, the same decisions.
         pred_all = self.dist.gather(torch.cat(preds) if preds else torch.zeros(0))
         target_all = self.dist.gather(torch.cat(targets) if targets else torch.zeros(0))
-        sums = self.dist.gather(torch.tensor([[loss_sum, count]], dtype=torch.float64)).sum(0)
+        names = sorted(part_sums)
+        if self.dist.enabled:
+            names = self.dist.agree(names)  # every rank sums the same components
+        row = [loss_sum, count, *(part_sums.get(n, 0.0) for n in names)]
+        sums = self.dist.gather(torch.tensor([row], dtype=torch.float64)).sum(0)
         loss_sum, count = float(sums[0]), int(sums[1])
         found = regression_metrics(pred_all.numpy(), target_all.numpy())
-        return {
+        metrics: dict[str, float | None] = {
             f"{split}_loss": loss_sum / max(count, 1),
             f"{split}_mae": found["mae"],
             f"{split}_mse": found["mse"],
             f"{split}_pearson": found["pearson"],
         }
+        # What a loss returns besides its total (combined's terms and their
+        # current weights): the epoch's row-weighted mean, as train_loss is.
+        for i, name in enumerate(names):
+            metrics[f"{split}_loss_{name}"] = float(sums[2 + i]) / max(count, 1)
+        return metrics
 
     def _agree_control(self) -> None:
         """Monitors run on rank 0: its pending request becomes every rank's."""

@@ -95,6 +95,12 @@ def test_day14_integration(tiny_manifest: Path, tmp_path: Path) -> None:
     for row in rows:
         assert set(EPOCH_METRICS) | {"epoch", "lr", "time_s", "timestamp"} <= set(row)
         assert all(row[k] is None or np.isfinite(row[k]) for k in EPOCH_METRICS)
+        # The combined loss's terms and weights are logged for both splits; with
+        # weights fixed within an epoch, the total is their weighted sum.
+        for split in ("train", "val"):
+            terms = ("ssim", "ranking", "correlation")
+            parts = [row[f"{split}_loss_weight_{t}"] * row[f"{split}_loss_{t}"] for t in terms]
+            assert row[f"{split}_loss"] == pytest.approx(sum(parts), rel=1e-5)
     assert {p.name for p in run.iterdir()} >= {
         "last.pt",
         "best.pt",
