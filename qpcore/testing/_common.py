@@ -56,6 +56,26 @@ def _call(kind: str, name: str, what: str, function: Callable[..., T], *args: An
         raise AssertionError(f"{kind} {name!r}: {what} raised {type(exc).__name__}: {exc}") from exc
 
 
+def _built(
+    kind: str,
+    name: str,
+    factory: Callable[..., Any],
+    args: tuple[Any, ...],
+    expected: type,
+    described: str,
+) -> Any:
+    """What the factory builds from ``args``, refused unless it is an ``expected``
+    (the type qpcore goes on to use it as)."""
+    built = _call(kind, name, "the factory", factory, *args)
+    _require(
+        kind,
+        name,
+        isinstance(built, expected),
+        f"factory returned {type(built).__name__}, not {described}",
+    )
+    return built
+
+
 def _reloaded(kind: str, name: str, state: Any) -> Any:
     """``state`` after a checkpoint's ``torch.save`` and ``weights_only`` load,
     the only way a resumed run ever sees it."""

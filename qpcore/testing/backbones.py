@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qpcore.testing._common import _call, _fail, _params, _require, _scratch
+from qpcore.testing._common import _built, _call, _fail, _params, _require, _scratch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,14 +129,8 @@ def assert_backbone_conforms(
 def _build(spec: BackboneSpec, params: Any) -> Backbone:
     from qpcore.backbone import Backbone
 
-    backbone = _call("backbone", spec.name, "the factory", spec.factory, params)
-    _require(
-        "backbone",
-        spec.name,
-        isinstance(backbone, Backbone),
-        f"factory returned {type(backbone).__name__}, not a qpcore.backbone.Backbone",
-    )
-    return backbone
+    described = "a qpcore.backbone.Backbone"
+    return _built("backbone", spec.name, spec.factory, (params,), Backbone, described)
 
 
 def _require_width(spec: BackboneSpec, backbone: Backbone) -> int:

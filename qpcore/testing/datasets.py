@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qpcore.testing._common import _call, _params, _require
+from qpcore.testing._common import _built, _call, _params, _require
 
 if TYPE_CHECKING:
     from qpcore.data.dataset import LabelledData
@@ -121,14 +121,8 @@ def _cache(folder: str | Path | None) -> Iterator[None]:
 def _load(spec: DatasetSpec, params: Any) -> LabelledData:
     from qpcore.data.dataset import LabelledData
 
-    data = _call("dataset", spec.name, "the factory", spec.factory, params)
-    _require(
-        "dataset",
-        spec.name,
-        isinstance(data, LabelledData),
-        f"factory returned {type(data).__name__}, not qpcore.data.dataset.LabelledData",
-    )
-    return data
+    described = "qpcore.data.dataset.LabelledData"
+    return _built("dataset", spec.name, spec.factory, (params,), LabelledData, described)
 
 
 def _rows(data: LabelledData) -> list[tuple[Any, ...]]:

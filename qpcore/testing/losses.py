@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from qpcore.testing._common import _fail, _params, _require
+from qpcore.testing._common import _built, _fail, _params, _require
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -103,15 +103,8 @@ def assert_loss_conforms(spec: LossSpec, params: Mapping[str, Any] | None = None
 def _build(spec: LossSpec, params: Mapping[str, Any] | None) -> nn.Module:
     from torch import nn
 
-    factory: Callable[[Any], Any] = spec.factory
-    loss = factory(_params(spec, params))
-    _require(
-        "loss",
-        spec.name,
-        isinstance(loss, nn.Module),
-        f"factory returned {type(loss).__name__}, not a torch.nn.Module",
-    )
-    return loss
+    args = (_params(spec, params),)
+    return _built("loss", spec.name, spec.factory, args, nn.Module, "a torch.nn.Module")
 
 
 def _require_value_error(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from qpcore.testing._common import _call, _params, _reloaded, _require
+from qpcore.testing._common import _built, _call, _params, _reloaded, _require
 
 if TYPE_CHECKING:
     import torch
@@ -181,14 +181,9 @@ def _build(
         {"params": [*weights, frozen]},
         {"params": [loss_weight], "weight_decay": 0.0},
     ]
-    optimizer = _call("optimizer", spec.name, "the factory", spec.factory, groups, params)
-    _require(
-        "optimizer",
-        spec.name,
-        isinstance(optimizer, torch.optim.Optimizer),
-        f"factory returned {type(optimizer).__name__}, not a torch.optim.Optimizer",
-    )
-    return optimizer
+    described = "a torch.optim.Optimizer"
+    args = (groups, params)
+    return _built("optimizer", spec.name, spec.factory, args, torch.optim.Optimizer, described)
 
 
 def _objective(weights: list[torch.nn.Parameter], loss_weight: torch.nn.Parameter) -> float:
