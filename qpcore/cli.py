@@ -77,10 +77,25 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "cv_command",
         "Cross-validate FILE's run config (default: the packaged run) over K folds.",
     ),
+    "landscape": (
+        "qpcore.cli_landscape",
+        "landscape_command",
+        "Loss landscape of RUN's trained head along filter-normalised random directions.",
+    ),
     "plugin": (
         "qpcore.cli_plugin",
         "plugin",
         "Start a plugin package: qp plugin new NAME --kind KIND.",
+    ),
+    "study": (
+        "qpcore.cli_study",
+        "study",
+        "Study what a choice does: qp study losses.",
+    ),
+    "sweep": (
+        "qpcore.cli_sweep",
+        "sweep",
+        "Measure how sensitive FILE's run is to its hyperparameters (Optuna).",
     ),
 }
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: Dots per inch of every figure: sharp on screen and on paper, small in base64.
 DPI = 110
@@ -162,3 +165,150 @@ def training_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
         ("learning rate", "epoch", lines(["lr"])),
     ]
     return panels([c for c in charts if c[2]], log=("learning rate",))
+
+
+#: ``<split>_loss_<key>``: a component a loss returned, logged per epoch by the trainer.
+_COMPONENT = re.compile(r"^(train|val)_loss_(.+)$")
+#: Component keys that are a term's weight or its learned log-variance, not a term.
+WEIGHT_PREFIXES = ("weight_", "log_var_")
+
+
+def loss_component_keys(history: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The components a run logged, as ``{"terms": [...], "weights": [...],
+    "log_vars": [...]}`` (keys without the split prefix, sorted)."""
+    found: set[str] = set()
+    for row in history:
+        for key in row:
+            match = _COMPONENT.match(key)
+            if match:
+                found.add(match.group(2))
+    weights = sorted(k for k in found if k.startswith("weight_"))
+    log_vars = sorted(k for k in found if k.startswith("log_var_"))
+    terms = sorted(k for k in found if not k.startswith(WEIGHT_PREFIXES))
+    return {"terms": terms, "weights": weights, "log_vars": log_vars}
+
+
+def loss_components(history: Sequence[Mapping[str, Any]]) -> bytes | None:
+    """Each loss term per epoch (train and val), the weights as they move and,
+    where every term has a weight, each term's share of the weighted total:
+    the share says which term the optimiser is actually serving. ``None`` when
+    the loss returned no components."""
+    keys = loss_component_keys(history)
+    if not keys["terms"] and not keys["weights"]:
+        return None
+    epochs = [row.get("epoch") for row in history]
+
+    def series(key: str) -> list[float]:
+        return [np.nan if row.get(key) is None else float(row[key]) for row in history]
+
+    charts: list[tuple[str, str, Sequence[Line]]] = []
+    for term in keys["terms"]:
+        lines = [
+            (split, epochs, series(f"{split}_loss_{term}"))
+            for split in ("train", "val")
+            if any(f"{split}_loss_{term}" in row for row in history)
+        ]
+        charts.append((f"term: {term}", "epoch", lines))
+    for title, group in (("weights", keys["weights"]), ("log variance", keys["log_vars"])):
+        if group:
+            split = "train" if any(f"train_loss_{group[0]}" in r for r in history) else "val"
+            charts.append(
+                (title, "epoch", [(k, epochs, series(f"{split}_loss_{k}")) for k in group])
+            )
+    weighted = [t for t in keys["terms"] if f"weight_{t}" in keys["weights"]]
+    if weighted:
+        parts = np.array(
+            [
+                np.array(series(f"train_loss_{t}")) * np.array(series(f"train_loss_weight_{t}"))
+                for t in weighted
+            ]
+        )
+        total = np.nansum(parts, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = np.where(total > 0, parts / total, np.nan)
+        charts.append(
+            (
+                "share of the weighted total (train)",
+                "epoch",
+                [(t, epochs, list(shares[i])) for i, t in enumerate(weighted)],
+            )
+        )
+    terms = tuple(f"term: {t}" for t in keys["terms"])
+    return panels(charts, columns=min(3, len(charts)), log=terms)
+
+
+def _relative(values: Sequence[float]) -> list[float]:
+    """A curve over its own best (lowest finite) value: losses on different
+    scales become comparable in shape (1.0 is the run's best)."""
+    finite = [v for v in values if np.isfinite(v)]
+    best = min(finite) if finite else np.nan
+    return [v / best if best and np.isfinite(best) and best > 0 else np.nan for v in values]
+
+
+def study_curves(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]) -> bytes:
+    """A loss study's curves overlaid, one colour per loss: the mean over its
+    seeds per epoch and the seeds' range shaded. Validation Pearson and MAE are
+    comparable across losses; each loss's own val and train losses are shown
+    relative to their best, since their scales are not."""
+    charts = [
+        ("val Pearson", "val_pearson", False),
+        ("val MAE", "val_mae", False),
+        ("val loss / its best", "val_loss", True),
+        ("train loss / its best", "train_loss", True),
+    ]
+    fig = Figure(figsize=(9.6, 7.0))
+    for index, (title, key, relative) in enumerate(charts):
+        ax = fig.add_subplot(2, 2, index + 1)
+        for colour, (loss, runs) in zip(itertools.cycle(_COLOURS), curves.items()):
+            series = []
+            for history in runs:
+                values = [np.nan if r.get(key) is None else float(r[key]) for r in history]
+                series.append(_relative(values) if relative else values)
+            length = max((len(s) for s in series), default=0)
+            if not length:
+                continue
+            grid = np.full((len(series), length), np.nan)
+            for i, s in enumerate(series):
+                grid[i, : len(s)] = s
+            epochs = np.arange(1, length + 1)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # epochs no seed reached
+                mean = np.nanmean(grid, axis=0)
+                low, high = np.nanmin(grid, axis=0), np.nanmax(grid, axis=0)
+            ax.plot(epochs, mean, color=colour, label=loss, lw=1.4)
+            if len(series) > 1:
+                ax.fill_between(epochs, low, high, color=colour, alpha=0.15, lw=0)
+        if relative:
+            ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+#: Matplotlib's default cycle, named so a loss keeps its colour across a study's figures.
+_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9")
+
+
+def landscape_lines(landscapes: Mapping[str, Any]) -> bytes:
+    """Loss landscapes of several losses on one scale: each loss over its value
+    at the trained weights (losses differ in scale, their shapes do not), and
+    the MAE, which means the same for every loss."""
+    fig = Figure(figsize=(9.6, 3.6))
+    relative, mae = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for colour, (loss, land) in zip(itertools.cycle(_COLOURS), landscapes.items()):
+        values = np.asarray(land.losses, dtype=float)
+        centre = values[len(values) // 2]
+        scaled = values / centre if np.isfinite(centre) and centre > 0 else values * np.nan
+        relative.plot(land.alphas, scaled, color=colour, label=loss)
+        mae.plot(land.alphas, np.asarray(land.mae, dtype=float), color=colour, label=loss)
+    relative.set(title="loss / loss at the trained weights", xlabel="alpha", yscale="log")
+    mae.set(title=f"MAE on the {next(iter(landscapes.values())).split} rows", xlabel="alpha")
+    for ax in (relative, mae):
+        ax.axvline(0, color="k", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return to_png(fig)

@@ -275,6 +275,9 @@ def build_sections(
                 [Figure("training_curves", "Loss, agreement and LR per epoch", png)],
             )
         )
+        components = loss_components_section(history)
+        if components is not None:
+            sections.append(components)
     sections.append(Section("All metrics", metrics_table(metrics, undefined)))
     unreadable = report.get("unreadable") or []
     if unreadable:
@@ -295,6 +298,54 @@ def build_sections(
         )
     )
     return sections
+
+
+def loss_components_section(history: Sequence[Mapping[str, Any]]) -> Section | None:
+    """What each term of the loss did over the run (``None`` for a loss without
+    components): a total that falls while one term rises is a trade-off the
+    single loss curve hides."""
+    from qpcore import plots
+
+    png = plots.loss_components(history)
+    if png is None:
+        return None
+    keys = plots.loss_component_keys(history)
+    first, last = history[0], history[-1]
+    rows = [
+        (
+            key,
+            *(
+                "-"
+                if row.get(f"{split}_loss_{key}") is None
+                else number(row[f"{split}_loss_{key}"])
+                for split in ("train", "val")
+                for row in (first, last)
+            ),
+        )
+        for key in [*keys["terms"], *keys["weights"], *keys["log_vars"]]
+    ]
+    return Section(
+        "Loss components",
+        join(
+            [
+                paragraph(
+                    f"Every component the loss returned, averaged over each epoch's rows "
+                    f"(epochs {first['epoch']} to {last['epoch']})."
+                ),
+                table(
+                    [
+                        "component",
+                        "train, first epoch",
+                        "train, last epoch",
+                        "val, first epoch",
+                        "val, last epoch",
+                    ],
+                    rows,
+                ),
+            ]
+        ),
+        [Figure("loss_components", "Loss terms, their weights and shares per epoch", png)],
+    )
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:

@@ -423,7 +423,9 @@ def test_resolved_params_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    ("epoch", "expected"), [(0, 0.0), (1, 0.01), (5, 0.05), (10, 0.1), (11, 0.1), (500, 0.1)]
+    # The trainer's epoch numbers start at 1; the ramp's zero-based epoch is one less.
+    ("epoch", "expected"),
+    [(1, 0.0), (2, 0.01), (6, 0.05), (11, 0.1), (12, 0.1), (501, 0.1)],
 )
 def test_ramp_weight_per_epoch(epoch: int, expected: float) -> None:
     params = CombinedParams.model_validate(

@@ -410,6 +410,7 @@ def test_plots_draws_pngs_during_and_after_the_run(tiny_manifest: Path, tmp_path
             {"name": "plots", "every": 2, "min_interval_s": 0},
         ],
         trainer={"epochs": 4, "batch_size": 8},
+        loss={"name": "combined", "weighting": "uncertainty"},
     )
     trainer = fit(cfg)
     folder = trainer.run_dir / "plots"
@@ -418,7 +419,11 @@ def test_plots_draws_pngs_during_and_after_the_run(tiny_manifest: Path, tmp_path
         "lr.png",
         "batch_time.png",
         "system.png",
+        "loss_components.png",
     }
+    # Three terms, the weights, the learned log-variances, the shares: 3 + 3 panels.
+    with Image.open(folder / "loss_components.png") as image:
+        assert image.size[0] > 1.2 * image.size[1]
     for png in folder.iterdir():
         with Image.open(png) as image:
             assert image.size[0] > 200

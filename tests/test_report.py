@@ -122,6 +122,33 @@ def test_report_shows_every_part_and_escapes_every_name(tmp_path: Path) -> None:
     assert card and card.group(1) == page.grade("mae", m["mae"])
 
 
+def test_loss_components_section_tabulates_every_term_and_weight(tmp_path: Path) -> None:
+    data = labelled_rows(tmp_path, n=20)
+    plain = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e} for e in (1, 2, 3)]
+    assert "Loss components" not in write(tmp_path / "plain", data, ["regression"], history=plain)
+    history = [
+        {
+            **row,
+            "train_loss_ssim": 0.5 / row["epoch"],
+            "train_loss_ranking": 0.125,
+            "train_loss_weight_ssim": 1.0,
+            "train_loss_weight_ranking": 0.1 * row["epoch"],
+            "val_loss_ssim": 0.75 / row["epoch"],
+        }
+        for row in plain
+    ]
+    text = write(tmp_path / "out", data, ["regression"], history=history)
+    assert "<h2>Loss components</h2>" in text and "epochs 1 to 3" in text
+    section = text.split("<h2>Loss components</h2>")[1].split("<h2>")[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", section)
+    # component, train first, train last, val first, val last; ranking has no val.
+    assert cells[:5] == ["ranking", "0.1250", "0.1250", "-", "-"]
+    assert cells[5:10] == ["ssim", "0.5000", "0.1667", "0.7500", "0.2500"]
+    assert cells[10:15] == ["weight_ranking", "0.1000", "0.3000", "-", "-"]
+    with Image.open(tmp_path / "out" / "plots" / "loss_components.png") as plot:
+        assert plot.size[0] > 600
+
+
 def test_report_of_degenerate_data_says_why_instead_of_failing(tmp_path: Path) -> None:
     data = labelled_rows(tmp_path, n=1)
     text = write(tmp_path / "out", data, ["regression", "bands", "calibration"])

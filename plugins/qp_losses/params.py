@@ -134,11 +134,23 @@ class CombinedParams(Params):
         0.1, description=f"Weight of the 1 - Pearson r term: {_WEIGHT_FORM}."
     )
     margin: float = Field(0.1, ge=0, description="Margin of the ranking term, in SSIM.")
-    weighting: Literal["fixed", "uncertainty"] = Field(
+    # Alphabetical, as the error for an unknown value then lists them.
+    weighting: Literal["dwa", "fixed", "uncertainty"] = Field(
         "fixed",
         description=(
             "'fixed' uses the weights as given; 'uncertainty' multiplies each active "
-            "term by a learned exp(-s) and adds s (Kendall et al. 2018)."
+            "term by a learned exp(-s) and adds s (Kendall et al. 2018); 'dwa' "
+            "multiplies each active term by a factor that grows with how slowly its "
+            "training loss fell over the last two epochs (Liu et al. 2019)."
+        ),
+    )
+    dwa_temperature: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "Temperature T of weighting 'dwa': large T keeps the factors near 1, small T "
+            "gives nearly all of the weight to the slowest-falling term. Ignored by the "
+            "other weightings."
         ),
     )
 

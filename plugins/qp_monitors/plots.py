@@ -24,9 +24,11 @@ class PlotsParams(Params):
 
 class Plots:
     """``loss.png`` (train and val loss), ``lr.png``, ``batch_time.png`` (mean
-    seconds per batch of each phase, per epoch) and, when the ``system``
-    monitor runs too, ``system.png`` (process CPU % and resident memory);
-    redrawn every ``every`` epochs but at most once per ``min_interval_s``."""
+    seconds per batch of each phase, per epoch), ``loss_components.png`` when
+    the loss returns components (each term, its weight and its share of the
+    total) and, when the ``system`` monitor runs too, ``system.png`` (process
+    CPU % and resident memory); redrawn every ``every`` epochs but at most
+    once per ``min_interval_s``."""
 
     def __init__(self, params: PlotsParams) -> None:
         self.params = params
@@ -105,9 +107,15 @@ class Plots:
                 ("CPU % (100 = one core)", "minutes", [("process", xs, [s[1] for s in samples])]),
                 ("resident memory (MiB)", "minutes", [("process", xs, [s[3] for s in samples])]),
             ]
-        for name, chart in charts.items():
-            if epochs or name == "system":
-                png = plots.panels(chart, log=("learning rate",))
-                tmp = folder / f".{name}.png.tmp"
-                tmp.write_bytes(png)
-                tmp.replace(folder / f"{name}.png")
+        figures = {
+            name: plots.panels(chart, log=("learning rate",))
+            for name, chart in charts.items()
+            if epochs or name == "system"
+        }
+        components = plots.loss_components(history)
+        if components is not None:
+            figures["loss_components"] = components
+        for name, png in figures.items():
+            tmp = folder / f".{name}.png.tmp"
+            tmp.write_bytes(png)
+            tmp.replace(folder / f"{name}.png")

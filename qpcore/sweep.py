@@ -1,0 +1,1448 @@
+"""``qp sweep``: how sensitive a run is to its hyperparameters, measured with Optuna.
+
+A sweep trains one ordinary run per trial (``DIR/trials/trial-<number>/``) from
+a base config with the trial's values set as ``--set`` overrides would set them,
+and scores it by the best value of the run's early-stopping metric on
+validation. Optuna's TPE sampler picks the values, a pruner stops poor trials
+early through the trainer's own stop request (so a pruned trial is a valid,
+stopped run folder), and fANOVA says afterwards which parameter mattered.
+
+Design points:
+
+* The study lives in ``DIR/study.db`` (SQLite), with the sweep's definition
+  (params, base config, metric and direction) in its user attributes: a rerun
+  continues it, and a rerun that defines a different sweep is refused rather
+  than mixed into it.
+* Trials are claimed under a file lock that counts the finished *and* running
+  ones, so ``--trials N`` ends with exactly N finished trials, also with
+  several workers (Optuna's ``MaxTrialsCallback`` only stops workers after the
+  fact, and each running worker then adds one more).
+* ``--jobs J`` starts J processes that share the SQLite storage (Optuna's own
+  pattern for parallel studies). The project's executors are built for a list
+  of independent labelling jobs known up front; a trial's values depend on the
+  trials finished before it, which a fixed job list cannot express.
+* Trials left ``RUNNING`` by a crash or a kill are marked failed when the next
+  sweep on ``DIR`` starts; the folder lock guarantees no live sweep owns them.
+  Every trial number is new, so an old trial's folder never blocks a new trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import json
+import math
+import os
+import re
+import signal
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from qpcore.errors import ConfigError, QPError
+from qpcore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import optuna
+
+    from qpcore.config import RunConfig
+    from qpcore.data.dataset import LabelledData
+    from qpcore.html import Section
+    from qpcore.registry import Registry
+
+STUDY_NAME = "qp-sweep"
+DB_FILE = "study.db"
+TRIALS_DIR = "trials"
+REPORT_JSON = "sweep.json"
+BEST_YAML = "best.yaml"
+REPORT_HTML = "report.html"
+#: The study user attribute holding the sweep's definition.
+DEFINITION_ATTR = "qp_sweep"
+#: Held while a worker counts trials and asks for a new one.
+CLAIM_LOCK = ".claim.lock"
+#: Bumped when the stored definition changes shape.
+DEFINITION_FORMAT = 1
+#: A worker gives up after this many failed trials in a row: a config that
+#: cannot train fails every trial, and a sweep should say so, not loop.
+MAX_FAILURES_IN_A_ROW = 5
+#: How long (seconds) a trial waits for a dataset another process is labelling or reading.
+DATASET_WAIT_S = 1800
+#: How long (seconds) the SQLite driver waits for another worker's write.
+SQLITE_TIMEOUT_S = 60
+PRUNERS = ("median", "hyperband", "none")
+
+Kind = Literal["float", "log", "int", "choice"]
+_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+GRAMMAR = "PATH=low:high, PATH=log:low:high, PATH=int:low:high or PATH=choice:a,b,c"
+
+
+# --- the param grammar -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One swept config path and the values it may take.
+
+    Attributes:
+        path: The dotted config path (``optimizer.lr``).
+        kind: ``float`` (uniform), ``log`` (log-uniform float), ``int`` or ``choice``.
+        low: Lower bound of a range (inclusive).
+        high: Upper bound of a range (inclusive).
+        choices: The values of a ``choice``.
+        text: The ``--param`` as given, for messages.
+    """
+
+    path: str
+    kind: Kind
+    low: float | int | None = None
+    high: float | int | None = None
+    choices: tuple[Any, ...] = ()
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        """The ``--param`` as given (or as it would be written), for messages."""
+        return self.text or self.describe()
+
+    def samples(self) -> list[Any]:
+        """Values checked against the config before any trial runs: both ends
+        of a range, the first and last choice."""
+        if self.kind == "choice":
+            return list(dict.fromkeys([self.choices[0], self.choices[-1]]))
+        return [self.low, self.high]
+
+    def override(self, value: Any) -> str:
+        """The ``--set`` text that puts ``value`` at this path."""
+        return f"{self.path}={yaml_scalar(value)}"
+
+    def suggest(self, trial: optuna.trial.Trial) -> Any:
+        """The trial's value, drawn by its sampler."""
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.path, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.path, int(self.low), int(self.high))  # type: ignore[arg-type]
+        return trial.suggest_float(
+            self.path,
+            float(self.low),  # type: ignore[arg-type]
+            float(self.high),  # type: ignore[arg-type]
+            log=self.kind == "log",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"path": self.path, "kind": self.kind}
+        if self.kind == "choice":
+            found["choices"] = list(self.choices)
+        else:
+            found["low"], found["high"] = self.low, self.high
+        return found
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ParamSpec:
+        choices = tuple(data.get("choices", ()))
+        return cls(data["path"], data["kind"], data.get("low"), data.get("high"), choices)
+
+    def describe(self) -> str:
+        """The spec in the ``--param`` grammar."""
+        if self.kind == "choice":
+            return f"{self.path}=choice:" + ",".join(yaml_scalar(c) for c in self.choices)
+        prefix = {"float": "", "log": "log:", "int": "int:"}[self.kind]
+        return f"{self.path}={prefix}{self.low:g}:{self.high:g}"
+
+
+def yaml_scalar(value: Any) -> str:
+    """``value`` as a YAML scalar that reads back as the same value (``1e-05``
+    becomes ``1.0e-05``: YAML 1.1 reads the former as a string)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def _choice(item: str, text: str) -> Any:
+    item = item.strip()
+    if not item:
+        raise QPError(f"--param {text}: a choice is empty (choices are separated by ',')")
+    if _NUMBER.match(item):  # YAML 1.1 reads 1e-4 as text; a choice of it is a number
+        number = float(item)
+        return int(number) if re.fullmatch(r"[+-]?\d+", item) else number
+    try:
+        value = yaml.safe_load(item)
+    except yaml.YAMLError:
+        value = item
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise QPError(
+            f"--param {text}: choice {item!r} is a {type(value).__name__}; "
+            "choices are single values (numbers, names, true/false, null)"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise QPError(f"--param {text}: choice {item!r} is not a finite number")
+    return value
+
+
+def _bound(raw: str, kind: Kind, text: str) -> float | int:
+    raw = raw.strip()
+    try:
+        if kind == "int":
+            return int(raw)
+        value = float(raw)
+    except ValueError:
+        wanted = "a whole number" if kind == "int" else "a number"
+        raise QPError(f"--param {text}: {raw!r} is not {wanted}") from None
+    if not math.isfinite(value):
+        raise QPError(f"--param {text}: {raw!r} is not a finite number")
+    return value
+
+
+def parse_param(text: str) -> ParamSpec:
+    """Read one ``--param``; raises :class:`QPError` naming it when it is malformed.
+
+    Grammar: ``PATH=low:high`` (uniform float), ``PATH=log:low:high``
+    (log-uniform float), ``PATH=int:low:high``, ``PATH=choice:a,b,c`` (each
+    value read as a YAML scalar, so ``0.5`` is a number and ``adam`` a name).
+    """
+    path, sep, spec = text.partition("=")
+    path, spec = path.strip(), spec.strip()
+    if not sep or not path or not spec:
+        raise QPError(f"--param {text!r}: expected {GRAMMAR}")
+    if not _PATH.match(path):
+        raise QPError(f"--param {text}: {path!r} is not a dotted config path (e.g. optimizer.lr)")
+    head, _, rest = spec.partition(":")
+    if head == "choice":
+        if not rest.strip():
+            raise QPError(f"--param {text}: choice needs values, e.g. choice:0.1,0.3")
+        choices = tuple(_choice(item, text) for item in rest.split(","))
+        if len(choices) < 2:
+            raise QPError(f"--param {text}: a choice needs at least two values")
+        if len(set(map(yaml_scalar, choices))) != len(choices):
+            raise QPError(f"--param {text}: a value is listed twice")
+        return ParamSpec(path, "choice", choices=choices, text=text)
+    kind: Kind = "float"
+    parts = spec.split(":")
+    if head in ("log", "int"):
+        kind, parts = head, parts[1:]  # type: ignore[assignment]
+    elif len(parts) != 2:
+        raise QPError(f"--param {text}: unknown kind {head!r}; expected {GRAMMAR}")
+    if len(parts) != 2:
+        raise QPError(f"--param {text}: {kind} takes low:high, e.g. {path}={head}:1:10")
+    low, high = (_bound(p, kind, text) for p in parts)
+    if low >= high:
+        raise QPError(f"--param {text}: low ({low:g}) must be below high ({high:g})")
+    if kind == "log" and low <= 0:
+        raise QPError(f"--param {text}: a log range needs low > 0 (got {low:g})")
+    return ParamSpec(path, kind, low, high, text=text)
+
+
+def parse_params(texts: Iterable[str | ParamSpec]) -> list[ParamSpec]:
+    """Every ``--param``; a path given twice is refused."""
+    specs = [t if isinstance(t, ParamSpec) else parse_param(t) for t in texts]
+    seen: dict[str, ParamSpec] = {}
+    for spec in specs:
+        if spec.path in seen:
+            raise QPError(
+                f"--param {spec.label}: {spec.path} is already swept by "
+                f"--param {seen[spec.path].label}"
+            )
+        seen[spec.path] = spec
+    return specs
+
+
+# --- the sweep's definition ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a study sweeps, stored with it so a rerun continues the same sweep.
+
+    Attributes:
+        params: The swept paths.
+        metric: The early-stopping monitor, the objective.
+        direction: ``minimize`` or ``maximize``, from the metric.
+        source: Where the base config came from (for messages and the report).
+        overrides: The ``--set`` overrides every trial gets.
+        data: The base config as plain data, overrides applied (trials start here).
+        config: The base config resolved (every default filled in).
+    """
+
+    params: tuple[ParamSpec, ...]
+    metric: str
+    direction: Literal["minimize", "maximize"]
+    source: str
+    overrides: tuple[str, ...]
+    data: dict[str, Any]
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": DEFINITION_FORMAT,
+            "params": [p.to_dict() for p in self.params],
+            "metric": self.metric,
+            "direction": self.direction,
+            "source": self.source,
+            "overrides": list(self.overrides),
+            "data": self.data,
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_dict(cls, found: Mapping[str, Any]) -> Definition:
+        return cls(
+            params=tuple(ParamSpec.from_dict(p) for p in found["params"]),
+            metric=found["metric"],
+            direction=found["direction"],
+            source=found["source"],
+            overrides=tuple(found["overrides"]),
+            data=found["data"],
+            config=found["config"],
+        )
+
+    def differences(self, other: Definition) -> list[str]:
+        """What makes ``other`` a different sweep (the output section aside:
+        trials write to their own folders whatever it says)."""
+        found = []
+        mine = sorted(json.dumps(p.to_dict(), sort_keys=True) for p in self.params)
+        theirs = sorted(json.dumps(p.to_dict(), sort_keys=True) for p in other.params)
+        if mine != theirs:
+            found.append(
+                f"params: stored {', '.join(p.describe() for p in self.params)}; "
+                f"given {', '.join(p.describe() for p in other.params)}"
+            )
+        if (self.metric, self.direction) != (other.metric, other.direction):
+            found.append(
+                f"objective: stored {self.metric} ({self.direction}); "
+                f"given {other.metric} ({other.direction})"
+            )
+        keys = _changed_keys(_without_output(self.config), _without_output(other.config))
+        if keys:
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            found.append(f"base config: {', '.join(keys[:5])}{more} differ")
+        return found
+
+
+def _without_output(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "output"}
+
+
+def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        keys = sorted(set(a) | set(b), key=str)
+        return [k for key in keys for k in _changed_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".") or "(top level)"]
+
+
+def _read_base(
+    config: str | Path | Mapping[str, Any] | None, overrides: Sequence[str], registry: Registry
+) -> tuple[dict[str, Any], RunConfig, str, list[Any]]:
+    """The base config as data (overrides applied) and resolved, as ``qp train
+    CONFIG --set ...`` would read it."""
+    from qpcore.config_io import (
+        apply_overrides,
+        default_config_text,
+        packaged_name,
+        parse_config_text,
+        read_config_file,
+    )
+    from qpcore.validate import resolve_config
+
+    lines: dict[Any, int] = {}
+    if isinstance(config, Mapping):
+        data, source = copy.deepcopy(dict(config)), "the config given"
+    elif (name := packaged_name(config)) is not None:
+        source = f"packaged config {name} ({name}.yaml)"
+        data, lines = parse_config_text(default_config_text(name), source)
+    else:
+        assert config is not None
+        source = str(config)
+        data, lines = read_config_file(config)
+    overridden = apply_overrides(data, overrides)
+    cfg = resolve_config(data, registry, source, lines, True, overridden)
+    return data, cfg, source, overridden
+
+
+def trial_data(
+    base: Mapping[str, Any], params: Sequence[ParamSpec], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[Any]]:
+    """The base config with a trial's values set, and the paths set (so a
+    config error there points at them, not at a line of the file)."""
+    from qpcore.config_io import apply_overrides
+
+    data = copy.deepcopy(dict(base))
+    paths = apply_overrides(data, [p.override(values[p.path]) for p in params])
+    return data, paths
+
+
+def check_params(
+    params: Sequence[ParamSpec],
+    data: Mapping[str, Any],
+    overridden: Sequence[Any],
+    registry: Registry,
+    source: str,
+) -> None:
+    """Resolve the base config with each param at each end of its range (its
+    first and last choice): a path that does not exist or a value the config
+    refuses fails here, naming the ``--param``, before any trial trains."""
+    from qpcore.validate import resolve_config
+
+    with_set = {".".join(str(part) for part in path) for path in overridden}
+    for spec in params:
+        if spec.path in with_set:
+            raise QPError(f"--param {spec.label}: {spec.path} is also set by --set; drop one")
+        for value in spec.samples():
+            trial, paths = trial_data(data, [spec], {spec.path: value})
+            try:
+                resolve_config(trial, registry, source, None, True, [*overridden, *paths])
+            except ConfigError as exc:
+                raise QPError(
+                    f"--param {spec.label}: {spec.path}={yaml_scalar(value)} gives a config "
+                    f"that cannot run:\n{exc}"
+                ) from None
+
+
+# --- storage ------------------------------------------------------------------
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise QPError(
+            "qp sweep needs Optuna, an optional extra: pip install 'qpcore[sweep]'"
+        ) from None
+    return optuna
+
+
+def storage_url(out: Path) -> str:
+    return f"sqlite:///{(out / DB_FILE).resolve()}"
+
+
+def open_storage(out: Path) -> optuna.storages.RDBStorage:
+    """The study's SQLite storage; writers of other workers are waited for
+    (``SQLITE_TIMEOUT_S``) instead of failing with "database is locked"."""
+    optuna = _optuna()
+    return optuna.storages.RDBStorage(
+        storage_url(out), engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    )
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """``median``: prune a trial whose metric is worse than the median of earlier
+    trials at the same epoch, once 5 trials finished and after the first fifth
+    of the epochs (early epochs of a small learning rate look bad and are not);
+    ``hyperband``: successive halving over epochs; ``none``: never prune."""
+    optuna = _optuna()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, epochs // 20), max_resource=epochs, reduction_factor=3
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise QPError(f"--pruner {name!r}: expected one of {', '.join(PRUNERS)}")
+
+
+def _sampler_seed(seed: int, start: int, worker: int) -> int:
+    """The sampler's seed for one worker of one session: ``seed`` itself for a
+    new sequential sweep; otherwise derived, so a resumed session or a second
+    worker does not replay the random draws that started the study."""
+    if start == 0 and worker == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, start, worker]).generate_state(1)[0])
+
+
+def _fail_running(storage: Any, study: Any, reason: str) -> list[int]:
+    """Mark trials still ``RUNNING`` failed (their process is gone: the folder
+    lock says no sweep holds them); returns their numbers."""
+    optuna = _optuna()
+    running = optuna.trial.TrialState.RUNNING
+    study_id = storage.get_study_id_from_name(study.study_name)
+    numbers = []
+    for frozen in study.get_trials(deepcopy=False, states=(running,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        numbers.append(frozen.number)
+    return numbers
+
+
+# --- trials -------------------------------------------------------------------
+
+
+class _PruningMonitor:
+    """Reports the objective each epoch and, when the pruner says so, asks the
+    trainer to stop after the epoch: the trainer saves it, scores the best
+    weights and writes results.json, so the pruned trial is a normal stopped run."""
+
+    def __init__(self, trial: optuna.trial.Trial, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+        self.pruned_at: int | None = None
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Mapping[str, Any]) -> None:
+        from qpcore.early_stopping import watched
+
+        value = watched(metrics).get(self.metric)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return
+        self.trial.report(float(value), epoch)
+        if self.pruned_at is None and self.trial.should_prune():
+            self.pruned_at = epoch
+            run.request_stop(f"pruned by the sweep at epoch {epoch} ({self.metric} {value:.4g})")
+
+
+class _NoValue(QPError):
+    """No epoch of a trial gave a finite objective."""
+
+
+def best_value(history: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+    """The best finite ``metric`` over a run's epochs, in its direction
+    (:func:`qpcore.epoch_metrics.metric_mode`)."""
+    from qpcore.early_stopping import improves, watched
+    from qpcore.epoch_metrics import metric_mode
+
+    best: float | None = None
+    for row in history:
+        value = watched(row).get(metric)
+        if isinstance(value, int | float) and improves(float(value), best, metric_mode(metric)):
+            best = float(value)
+    return best
+
+
+@dataclass
+class _Job:
+    """What a worker needs to run trials (pickled to worker processes)."""
+
+    out: Path
+    trials: int
+    definition: dict[str, Any]
+    pruner: Any
+    seed: int
+    start: int
+    quiet: bool
+    threads: int | None = None
+
+
+@dataclass
+class _Worker:
+    """One worker's trial loop, its dataset cache and its registry."""
+
+    job: _Job
+    index: int
+    registry: Registry
+    definition: Definition = field(init=False)
+    datasets: dict[str, LabelledData] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.definition = Definition.from_dict(self.job.definition)
+
+    def run(self) -> None:
+        """Claim and train trials until the study holds ``job.trials`` finished
+        (or running) ones; stop after ``MAX_FAILURES_IN_A_ROW`` failures."""
+        optuna = _optuna()
+        from filelock import FileLock
+
+        states = optuna.trial.TrialState
+        job = self.job
+        sampler = optuna.samplers.TPESampler(seed=_sampler_seed(job.seed, job.start, self.index))
+        study = optuna.load_study(
+            study_name=STUDY_NAME, storage=open_storage(job.out), sampler=sampler, pruner=job.pruner
+        )
+        failures = 0
+        lock = FileLock(job.out / CLAIM_LOCK)
+        while failures < MAX_FAILURES_IN_A_ROW:
+            with lock:
+                taken = study.get_trials(
+                    deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.RUNNING)
+                )
+                if len(taken) >= job.trials:
+                    return
+                trial = study.ask()
+            started = time.monotonic()
+            try:
+                value = self.objective(trial)
+            except optuna.TrialPruned:
+                study.tell(trial, state=states.PRUNED)
+                failures = 0
+                self._say(trial, "PRUNED", None, started)
+            except KeyboardInterrupt:
+                trial.set_user_attr("error", "interrupted (Ctrl-C)")
+                study.tell(trial, state=states.FAIL)
+                self._say(trial, "FAIL", None, started, "interrupted")
+                raise
+            except Exception as exc:
+                failures += 1
+                message = str(exc) if isinstance(exc, QPError) else f"{type(exc).__name__}: {exc}"
+                trial.set_user_attr("error", message[:2000])
+                if not isinstance(exc, QPError):
+                    trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+                study.tell(trial, state=states.FAIL)
+                self._say(trial, "FAIL", None, started, message.splitlines()[0])
+            else:
+                study.tell(trial, value)
+                failures = 0
+                self._say(trial, "COMPLETE", value, started)
+            finally:
+                gc.collect()
+
+    def objective(self, trial: optuna.trial.Trial) -> float:
+        """Train the trial's run; its value is the best epoch's metric. Raises
+        ``optuna.TrialPruned`` after a pruned run has stopped and saved."""
+        optuna = _optuna()
+        from qpcore.trainer import Trainer
+        from qpcore.validate import resolve_config
+
+        definition = self.definition
+        values = {p.path: p.suggest(trial) for p in definition.params}
+        folder = self.job.out / TRIALS_DIR / f"trial-{trial.number}"
+        trial.set_user_attr("run_dir", f"{TRIALS_DIR}/{folder.name}")
+        data, paths = trial_data(definition.data, definition.params, values)
+        output = data.get("output")
+        data["output"] = {**(output if isinstance(output, dict) else {})}
+        data["output"].update(dir=str(folder.parent), name=folder.name)
+        cfg = resolve_config(
+            data, self.registry, f"trial {trial.number}", None, True, [*paths, ("output",)]
+        )
+        monitor = _PruningMonitor(trial, definition.metric)
+        trainer = Trainer(
+            cfg, self.registry, folder, monitors=[monitor], quiet=True, data=self._dataset(cfg)
+        )
+        try:
+            results = trainer.fit()
+        finally:
+            trainer.dist.close()
+        trial.set_user_attr("epochs", trainer.state.epoch)
+        trial.set_user_attr("stop_reason", results.get("stop_reason"))
+        trial.set_user_attr("best_epoch", results.get("best_epoch"))
+        value = best_value(trainer.state.history, definition.metric)
+        trial.set_user_attr("best_value", value)
+        del trainer
+        if monitor.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at epoch {monitor.pruned_at}")
+        if value is None:
+            raise _NoValue(f"no epoch gave a finite {definition.metric}")
+        return value
+
+    def _dataset(self, cfg: RunConfig) -> LabelledData:
+        """The trial's dataset, built once per data section (a sweep over
+        ``data.*`` params builds one per value)."""
+        from qpcore.training_data import build_dataset
+
+        key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
+        if key not in self.datasets:
+            self.datasets[key] = _wait_for_dataset(cfg, build_dataset)
+        return self.datasets[key]
+
+    def _say(
+        self,
+        trial: optuna.trial.Trial,
+        state: str,
+        value: float | None,
+        started: float,
+        note: str = "",
+    ) -> None:
+        if self.job.quiet:
+            return
+        metric = self.definition.metric
+        shown = f"{metric} {value:.5g}" if value is not None else f"{metric} -"
+        if state == "PRUNED":
+            last = trial.user_attrs.get("epochs")
+            shown = f"pruned after epoch {last}"
+        params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        epochs = trial.user_attrs.get("epochs")
+        where = f"{epochs} epochs, " if epochs is not None else ""
+        tail = f"  {note}" if note else ""
+        print(
+            f"trial {trial.number:>3}  {state:<8}  {shown}  {params}  "
+            f"({where}{time.monotonic() - started:.1f} s){tail}",
+            flush=True,
+        )
+
+
+def _wait_for_dataset(cfg: RunConfig, build: Any) -> LabelledData:
+    """Build the dataset, waiting while another process holds its cache folder.
+
+    A dataset loader locks its folder even to read a finished cache, and the
+    lock refuses at once: workers that load one dataset together would fail
+    their trials for nothing.
+    """
+    from qpcore.errors import FolderBusy
+
+    deadline = time.monotonic() + DATASET_WAIT_S
+    while True:
+        try:
+            return build(cfg)
+        except FolderBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _worker_main(job: _Job, index: int) -> None:
+    """Entry point of a worker process (``--jobs`` > 1)."""
+    import sys
+
+    _optuna().logging.set_verbosity(_optuna().logging.WARNING)
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    from qpcore.registry import default_registry
+
+    try:
+        _Worker(job, index, default_registry()).run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except QPError as exc:
+        print(f"Error (sweep worker {index}): {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_workers(job: _Job, jobs: int) -> list[int]:
+    """``jobs`` worker processes on the shared storage; returns their exit codes.
+    On Ctrl-C the workers (which got the same signal from the terminal) are
+    given time to record their trials as failed, then stopped."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no forked torch or SQLite state
+    procs = [
+        context.Process(target=_worker_main, args=(job, i), name=f"qp-sweep-{i}")
+        for i in range(jobs)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    return [proc.exitcode if proc.exitcode is not None else -1 for proc in procs]
+
+
+def _stop(procs: Sequence[Any]) -> None:
+    deadline = time.monotonic() + 20
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + 20
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+
+
+# --- the sweep ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` leaves in ``out`` (also in ``sweep.json``).
+
+    Attributes:
+        out: The sweep folder.
+        report: The content of ``sweep.json``.
+    """
+
+    out: Path
+    report: dict[str, Any]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        return self.report["trials"]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.report["best"]
+
+    @property
+    def importances(self) -> dict[str, float] | None:
+        return self.report["importance"]["values"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.report["counts"]
+
+
+def run_sweep(
+    config: str | Path | Mapping[str, Any] | None,
+    params: Sequence[str | ParamSpec],
+    trials: int,
+    out: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    jobs: int = 1,
+    pruner: str | optuna.pruners.BasePruner = "median",
+    seed: int = 0,
+    quiet: bool = True,
+    registry: Registry | None = None,
+) -> SweepResult:
+    """Run (or continue) a sweep in ``out`` until it holds ``trials`` finished
+    (complete or pruned) trials, then write its report.
+
+    Args:
+        config: The base config: a file, a packaged config's name, a mapping,
+            or ``None`` for the packaged default.
+        params: ``--param`` texts (or parsed specs). Empty: continue the sweep
+            stored in ``out`` as it was defined.
+        trials: Finished trials the study should hold in the end.
+        out: The sweep folder (``study.db``, ``trials/``, the report).
+        overrides: ``--set`` overrides every trial gets.
+        jobs: Trials trained at once, each in its own process.
+        pruner: ``median``, ``hyperband``, ``none``, or an Optuna pruner.
+        seed: The TPE sampler's seed (and fANOVA's).
+        quiet: No line per trial.
+        registry: The installed components (default: the entry points').
+
+    Raises:
+        QPError: A bad ``--param``, a sweep in ``out`` defined differently,
+            or trials that keep failing.
+    """
+    optuna = _optuna()
+    from qpcore.locking import hold_folder
+    from qpcore.registry import default_registry
+
+    if trials < 1 or jobs < 1:
+        raise QPError("--trials and --jobs must be at least 1")
+    out = Path(out)
+    registry = registry or default_registry()
+    specs = parse_params(params)
+    given: Definition | None = None
+    if specs:
+        given = define(config, specs, overrides, registry)
+    elif config is not None or overrides:
+        raise QPError(
+            "no --param: that continues the sweep stored in --out as it was defined; "
+            "give no CONFIG or --set with it (or give every --param)"
+        )
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with hold_folder(out, "sweep"):
+            definition, start = _open_study(out, given, quiet)
+            if isinstance(pruner, str):
+                pruner = make_pruner(pruner, _epochs(definition))
+            job = _Job(out, trials, definition.to_dict(), pruner, seed, start, quiet)
+            workers = min(jobs, max(0, trials - _finished(out)))
+            codes: list[int] = []
+            try:
+                if workers == 1:
+                    _Worker(job, 0, registry).run()
+                elif workers > 1:
+                    _prepare_data(definition, registry)
+                    job.threads = max(1, _cores() // workers)
+                    codes = _run_workers(job, workers)
+            except KeyboardInterrupt:
+                _close(out, definition, trials, seed, registry, "interrupted (Ctrl-C)")
+                if not quiet:
+                    print(
+                        f"interrupted; finished trials are kept in {out / DB_FILE}: "
+                        "rerun the same command to continue",
+                        flush=True,
+                    )
+                raise
+            result = _close(out, definition, trials, seed, registry, "its worker stopped")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    _check_finished(result, trials, codes)
+    return result
+
+
+def define(
+    config: str | Path | Mapping[str, Any] | None,
+    params: Sequence[ParamSpec],
+    overrides: Sequence[str],
+    registry: Registry,
+) -> Definition:
+    """Read the base config, check every param against it, fix the objective."""
+    from qpcore.epoch_metrics import metric_mode
+
+    data, cfg, source, overridden = _read_base(config, list(overrides), registry)
+    check_params(params, data, overridden, registry, source)
+    metric = cfg.trainer.early_stopping.monitor
+    direction: Literal["minimize", "maximize"] = (
+        "maximize" if metric_mode(metric) == "max" else "minimize"
+    )
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise QPError(f"{source}: the config holds a value that is not plain data: {exc}") from exc
+    return Definition(
+        params=tuple(params),
+        metric=metric,
+        direction=direction,
+        source=source,
+        overrides=tuple(overrides),
+        data=data,
+        config=cfg.to_dict(),
+    )
+
+
+def _open_study(out: Path, given: Definition | None, quiet: bool) -> tuple[Definition, int]:
+    """Create the study, or load it and check it is the sweep ``given``
+    defines; returns the definition and how many trials the study held."""
+    optuna = _optuna()
+    if given is None and not (out / DB_FILE).is_file():
+        raise QPError(f"{out} holds no sweep to continue: give --param to start one")
+    storage = open_storage(out)
+    exists = STUDY_NAME in optuna.study.get_all_study_names(storage)
+    if not exists:
+        if given is None:
+            raise QPError(f"{out} holds no sweep to continue: give --param to start one")
+        trials_dir = out / TRIALS_DIR
+        if trials_dir.is_dir() and any(trials_dir.iterdir()):
+            raise QPError(
+                f"{trials_dir} holds trial runs but {out / DB_FILE} holds no study "
+                "(deleted?): sweep into another --out, or remove the trials folder"
+            )
+        study = optuna.create_study(
+            storage=storage, study_name=STUDY_NAME, direction=given.direction
+        )
+        study.set_user_attr(DEFINITION_ATTR, given.to_dict())
+        return given, 0
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    stored_dict = study.user_attrs.get(DEFINITION_ATTR)
+    if not isinstance(stored_dict, dict) or stored_dict.get("format") != DEFINITION_FORMAT:
+        raise QPError(f"{out / DB_FILE} holds a study that qp sweep did not define; refused")
+    stored = Definition.from_dict(stored_dict)
+    if given is not None:
+        problems = stored.differences(given)
+        if problems:
+            raise QPError(
+                f"{out} holds a different sweep, refused (a study mixing two definitions "
+                "cannot be read): " + "; ".join(problems) + ". Sweep into another --out, "
+                "or rerun with the stored definition (no --param continues it as it is)"
+            )
+    stale = _fail_running(storage, study, "left running by a sweep that ended (crash or kill)")
+    if stale and not quiet:
+        print(f"marked trials {', '.join(map(str, stale))} failed: left running by a crash")
+    return stored, len(study.trials)
+
+
+def _finished(out: Path) -> int:
+    """Complete and pruned trials in the study."""
+    optuna = _optuna()
+    states = optuna.trial.TrialState
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
+    return len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
+
+
+def _epochs(definition: Definition) -> int:
+    return int(definition.config["trainer"]["epochs"])
+
+
+def _prepare_data(definition: Definition, registry: Registry) -> None:
+    """Label the base dataset once, before the workers start, so they do not
+    all label it at once (a sweep over ``data.*`` leaves this to the trials)."""
+    if any(p.path == "data" or p.path.startswith("data.") for p in definition.params):
+        return
+    from qpcore.training_data import build_dataset
+    from qpcore.validate import resolve_config
+
+    _wait_for_dataset(resolve_config(definition.data, registry, definition.source), build_dataset)
+
+
+def _close(
+    out: Path, definition: Definition, trials: int, seed: int, registry: Registry, reason: str
+) -> SweepResult:
+    """Fail what is still running (its worker is gone), then write the report."""
+    optuna = _optuna()
+    storage = open_storage(out)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    _fail_running(storage, study, reason)
+    return write_report(out, study, definition, trials, seed, registry)
+
+
+def _check_finished(result: SweepResult, trials: int, codes: Sequence[int]) -> None:
+    counts = result.counts
+    done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+    if done >= trials:
+        return
+    failed = [t for t in result.trials if t["state"] == "FAIL" and t.get("error")]
+    last = failed[-1] if failed else None
+    why = f"; trial {last['number']} failed: {last['error']}" if last else ""
+    crashed = [str(c) for c in codes if c not in (0,)]
+    if crashed:
+        why += f"; workers exited with codes {', '.join(crashed)} (their errors are above)"
+    raise QPError(
+        f"the sweep stopped with {done} of {trials} trials finished, after "
+        f"{counts.get('FAIL', 0)} failed ones{why}. Rerun to continue once that is fixed "
+        f"(the report in {result.out} covers the trials so far)"
+    )
+
+
+# --- the report -----------------------------------------------------------------
+
+
+def _trial_record(frozen: optuna.trial.FrozenTrial, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    duration = None
+    if frozen.datetime_start is not None and frozen.datetime_complete is not None:
+        duration = round((frozen.datetime_complete - frozen.datetime_start).total_seconds(), 2)
+    attrs = frozen.user_attrs
+    record: dict[str, Any] = {
+        "number": frozen.number,
+        "state": frozen.state.name,
+        "value": frozen.value,
+        "best_value": attrs.get("best_value"),
+        "params": {s.path: frozen.params.get(s.path) for s in specs},
+        "epochs": attrs.get("epochs"),
+        "run_dir": attrs.get("run_dir", f"{TRIALS_DIR}/trial-{frozen.number}"),
+        "duration_s": duration,
+        "stop_reason": attrs.get("stop_reason"),
+        "curve": {str(k): v for k, v in sorted(frozen.intermediate_values.items())},
+    }
+    if attrs.get("error"):
+        record["error"] = attrs["error"]
+    return record
+
+
+def importances(
+    study: optuna.study.Study, specs: Sequence[ParamSpec], seed: int
+) -> tuple[dict[str, float] | None, str | None]:
+    """fANOVA importance of each param over the complete trials (normalised to
+    sum 1), or ``None`` and why it cannot be measured yet."""
+    optuna = _optuna()
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return None, f"needs at least 2 complete trials, the study has {len(complete)}"
+    varied = [
+        s.path for s in specs if len({yaml_scalar(t.params.get(s.path)) for t in complete}) > 1
+    ]
+    if not varied:
+        return None, "no parameter took two different values in the complete trials"
+    if len({t.value for t in complete}) < 2:
+        return None, "every complete trial gave the same value: nothing to attribute"
+    note = None
+    constant = [s.path for s in specs if s.path not in varied]
+    if constant:
+        note = f"left out (one value in every complete trial): {', '.join(constant)}"
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    try:
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varied)
+    except (ValueError, RuntimeError) as exc:
+        return None, f"fANOVA failed: {exc}"
+    values = {name: float(found.get(name, 0.0)) for name in varied}
+    return dict(sorted(values.items(), key=lambda kv: -kv[1])), note
+
+
+def write_report(
+    out: Path,
+    study: optuna.study.Study,
+    definition: Definition,
+    trials: int,
+    seed: int,
+    registry: Registry,
+) -> SweepResult:
+    """``sweep.json``, ``best.yaml`` (the best trial's config, runnable as it is)
+    and ``report.html`` in ``out``."""
+    optuna = _optuna()
+    from qpcore import jsontext
+    from qpcore.fileio import write_atomic
+
+    specs = definition.params
+    records = [_trial_record(t, specs) for t in study.get_trials(deepcopy=False)]
+    counts = {s.name: 0 for s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
+    counts["FAIL"] = 0
+    for record in records:
+        counts[record["state"]] = counts.get(record["state"], 0) + 1
+    complete = [r for r in records if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = None
+    if complete:
+        pick = min if definition.direction == "minimize" else max
+        top = pick(complete, key=lambda r: r["value"])
+        best = {k: top[k] for k in ("number", "value", "params", "run_dir", "epochs")}
+        best["config"] = BEST_YAML
+        write_atomic(out / BEST_YAML, best_config(definition, top, registry), "the best config")
+    values, note = importances(study, specs, seed)
+    report = {
+        "study": STUDY_NAME,
+        "storage": DB_FILE,
+        "objective": {"metric": definition.metric, "direction": definition.direction},
+        "params": [{**p.to_dict(), "spec": p.describe()} for p in specs],
+        "config": definition.source,
+        "overrides": list(definition.overrides),
+        "trials_requested": trials,
+        "counts": counts,
+        "best": best,
+        "importance": {"method": "fanova", "seed": seed, "values": values, "note": note},
+        "trials": records,
+    }
+    write_atomic(out / REPORT_JSON, jsontext.dumps(report, indent=2) + "\n", "the sweep report")
+    write_html(out, report, specs)
+    return SweepResult(out, report)
+
+
+def best_config(definition: Definition, record: Mapping[str, Any], registry: Registry) -> str:
+    """The best trial's resolved config as YAML. Its output is the base
+    config's folder with no run name, so ``qp train best.yaml`` makes a new
+    timestamped run there instead of meeting the trial's own folder."""
+    from qpcore.config_io import dump_yaml
+    from qpcore.validate import resolve_config
+
+    data, paths = trial_data(definition.data, definition.params, record["params"])
+    output = data.get("output")
+    data["output"] = {**(output if isinstance(output, dict) else {}), "name": None}
+    cfg = resolve_config(data, registry, f"trial {record['number']}", None, True, paths)
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
+    header = (
+        f"# Best trial ({record['number']}) of a qp sweep: {definition.metric} "
+        f"{record['value']:.6g} ({definition.direction}).\n"
+        f"# Swept: {shown}\n# Base: {definition.source}\n"
+    )
+    return header + dump_yaml(cfg)
+
+
+def summary(result: SweepResult) -> str:
+    """The sweep in a few lines and a markdown table: best value, best params,
+    importances."""
+    report = result.report
+    counts = report["counts"]
+    objective = report["objective"]
+    total = sum(counts.values())
+    lines = [
+        f"{result.out}: {total} trials ({counts.get('COMPLETE', 0)} complete, "
+        f"{counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed)"
+    ]
+    best = report["best"]
+    values = report["importance"]["values"] or {}
+    if best is None:
+        lines.append(f"no complete trial yet: no best {objective['metric']}")
+    else:
+        lines.append(
+            f"best: trial {best['number']}, {objective['metric']} {best['value']:.6g} "
+            f"({objective['direction']}); config {result.out / BEST_YAML}"
+        )
+    rows = [
+        (
+            p["path"],
+            _short(best["params"][p["path"]]) if best else "-",
+            f"{values[p['path']]:.3f}" if p["path"] in values else "-",
+        )
+        for p in report["params"]
+    ]
+    rows.sort(key=lambda r: -float(r[2]) if r[2] != "-" else 1.0)
+    lines += ["", *_markdown(["param", "best value", "importance (fANOVA)"], rows)]
+    if report["importance"]["note"]:
+        lines.append(f"importance: {report['importance']['note']}")
+    lines.append(f"report: {result.out / REPORT_HTML}")
+    return "\n".join(lines)
+
+
+def _markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    line += [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    return line
+
+
+# --- the HTML report -------------------------------------------------------------
+
+
+def write_html(out: Path, report: Mapping[str, Any], specs: Sequence[ParamSpec]) -> Path:
+    """``report.html``: best trial, importances, slices, contours, every trial."""
+    from qpcore.report import generated_at
+    from qpcore.report import write_report as write_page
+
+    counts = report["counts"]
+    objective = report["objective"]
+    facts = [
+        ("sweep", str(out)),
+        ("objective", f"{objective['metric']} ({objective['direction']})"),
+        ("trials", ", ".join(f"{n} {_STATE_WORDS.get(s, s.lower())}" for s, n in counts.items())),
+        ("generated", generated_at()),
+    ]
+    return write_page(out, "Sweep report", facts, _sections(report, specs))
+
+
+_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+
+
+def _sections(report: Mapping[str, Any], specs: Sequence[ParamSpec]) -> list[Section]:
+    from qpcore.html import Figure, Section, join, paragraph, table, tag
+
+    metric, direction = report["objective"]["metric"], report["objective"]["direction"]
+    best = report["best"]
+    trials = report["trials"]
+    sections = []
+    if best is None:
+        body = paragraph("No trial has completed yet.")
+    else:
+        body = join(
+            [
+                paragraph(
+                    f"Trial {best['number']}: {metric} {best['value']:.6g} ({direction}), "
+                    f"{best['epochs']} epochs, run folder {best['run_dir']}; its config is "
+                    f"{BEST_YAML} (qp train {BEST_YAML})."
+                ),
+                table(
+                    ["param", "value"],
+                    [(k, _short(v)) for k, v in best["params"].items()],
+                    sortable=False,
+                ),
+            ]
+        )
+    sections.append(Section("Best trial", body))
+    importance = report["importance"]
+    values = importance["values"]
+    figures = []
+    if values:
+        body = table(["param", "importance"], list(values.items()))
+        figures.append(Figure("importance", "fANOVA importance", _importance_png(values)))
+    else:
+        body = paragraph(f"Not measured: {importance['note']}.")
+    if values and importance["note"]:
+        body = join([body, paragraph(importance["note"])])
+    explain = paragraph(
+        "fANOVA: the share of the objective's variance over the complete trials that "
+        "each parameter explains (a random-forest fit; pruned and failed trials are not used)."
+    )
+    sections.append(Section("Parameter importance", join([explain, body]), figures))
+    slices = [
+        Figure(f"slice-{i}", f"{metric} against {s.path}", _slice_png(trials, s, metric, best))
+        for i, s in enumerate(specs)
+    ]
+    sections.append(
+        Section(
+            "Slices",
+            paragraph(
+                "Each trial's value against one parameter; pruned trials (grey crosses) at "
+                "the last value they reported, the best trial ringed in red."
+            ),
+            slices,
+        )
+    )
+    ranked = [p for p in (values or {}) if p in {s.path for s in specs}]
+    ranked += [s.path for s in specs if s.path not in ranked]
+    top = [next(s for s in specs if s.path == p) for p in ranked[:4]]
+    pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1 :]]
+    if pairs:
+        contours = [
+            Figure(
+                f"contour-{i}",
+                f"{metric} over {a.path} and {b.path}",
+                _contour_png(trials, a, b, metric, direction),
+            )
+            for i, (a, b) in enumerate(pairs)
+        ]
+        sections.append(
+            Section(
+                "Contours",
+                paragraph(
+                    "The complete trials' values over each pair of the most important "
+                    "parameters, interpolated between trials (brighter is better)."
+                ),
+                contours,
+            )
+        )
+    headers = ["trial", "state", metric, "epochs", *(s.path for s in specs), "run", "note"]
+    rows = [
+        [
+            t["number"],
+            t["state"],
+            t["value"],
+            t["epochs"],
+            *(t["params"].get(s.path) for s in specs),
+            t["run_dir"],
+            t.get("error") or t.get("stop_reason") or "",
+        ]
+        for t in trials
+    ]
+    sections.append(Section("Trials", table(headers, rows)))
+    definition = join(
+        [
+            table(["param", "kind", "range"], [_range_row(s) for s in specs], sortable=False),
+            paragraph(f"Base config: {report['config']}"),
+            paragraph(f"Every trial's --set: {' '.join(report['overrides']) or 'none'}"),
+            paragraph(
+                f"Trials requested: {report['trials_requested']}; study {report['study']} "
+                f"in {report['storage']}."
+            ),
+            tag("pre", "\n".join(f"--param {s.describe()}" for s in specs)),
+        ]
+    )
+    sections.append(Section("Sweep definition", definition))
+    return sections
+
+
+def _range_row(spec: ParamSpec) -> tuple[str, str, str]:
+    if spec.kind == "choice":
+        return spec.path, "choice", ", ".join(yaml_scalar(c) for c in spec.choices)
+    return spec.path, spec.kind, f"{spec.low:g} to {spec.high:g}"
+
+
+def _coords(spec: ParamSpec, values: Sequence[Any]) -> Any:
+    """Plot positions: log10 for a log range, the index of a choice."""
+    import numpy as np
+
+    if spec.kind == "choice":
+        keys = [yaml_scalar(c) for c in spec.choices]
+        return np.array([keys.index(yaml_scalar(v)) for v in values], float)
+    found = np.array([float(v) for v in values], float)
+    return np.log10(found) if spec.kind == "log" else found
+
+
+def _axis(ax: Any, spec: ParamSpec, which: str) -> None:
+    """Ticks in the param's own terms (``1e-03``, a choice's name)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if spec.kind == "choice":
+        axis.set_ticks(range(len(spec.choices)))
+        axis.set_ticklabels([yaml_scalar(c) for c in spec.choices])
+        limits = (-0.5, len(spec.choices) - 0.5)
+    elif spec.kind == "log":
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{10**v:.2g}"))
+        limits = (math.log10(float(spec.low)), math.log10(float(spec.high)))  # type: ignore[arg-type]
+    else:
+        limits = (float(spec.low), float(spec.high))  # type: ignore[arg-type]
+    pad = 0.03 * (limits[1] - limits[0])
+    (ax.set_xlim if which == "x" else ax.set_ylim)(limits[0] - pad, limits[1] + pad)
+    (ax.set_xlabel if which == "x" else ax.set_ylabel)(spec.path)
+
+
+def _jitter(spec: ParamSpec, numbers: Sequence[int]) -> Any:
+    """A fixed small offset per trial along a choice axis, so trials of one
+    choice do not hide each other (and the best trial's ring stays on its dot)."""
+    import numpy as np
+
+    if spec.kind != "choice":
+        return np.zeros(len(numbers))
+    return np.array([((n * 0.618034) % 1.0 - 0.5) * 0.16 for n in numbers])
+
+
+def _slice_png(
+    trials: Sequence[Mapping[str, Any]],
+    spec: ParamSpec,
+    metric: str,
+    best: Mapping[str, Any] | None,
+) -> bytes:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from qpcore.plots import to_png
+
+    fig = Figure(figsize=(4.8, 3.5))
+    ax = fig.add_subplot()
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    pruned = [t for t in trials if t["state"] == "PRUNED" and t["value"] is not None]
+
+    def where(group: Sequence[Mapping[str, Any]]) -> Any:
+        numbers = [t["number"] for t in group]
+        return _coords(spec, [t["params"][spec.path] for t in group]) + _jitter(spec, numbers)
+
+    if pruned:
+        ax.scatter(where(pruned), [t["value"] for t in pruned], marker="x", c="0.6", label="pruned")
+    if done:
+        numbers = [t["number"] for t in done]
+        art = ax.scatter(where(done), [t["value"] for t in done], c=numbers, cmap="viridis", s=28)
+        bar = fig.colorbar(art, ax=ax, label="trial")
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
+    if best is not None:
+        ax.scatter(where([best]), [best["value"]], s=140, facecolors="none", edgecolors="r", lw=1.5)
+    if not done and not pruned:
+        ax.text(0.5, 0.5, "no finished trial", ha="center", va="center", transform=ax.transAxes)
+    _axis(ax, spec, "x")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if pruned:
+        ax.legend(fontsize=8)
+    return to_png(fig)
+
+
+def _contour_png(
+    trials: Sequence[Mapping[str, Any]],
+    a: ParamSpec,
+    b: ParamSpec,
+    metric: str,
+    direction: str,
+) -> bytes:
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.tri import Triangulation
+
+    from qpcore.plots import to_png
+
+    fig = Figure(figsize=(5.0, 4.0))
+    ax = fig.add_subplot()
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    cmap = "viridis_r" if direction == "minimize" else "viridis"
+    x = _coords(a, [t["params"][a.path] for t in done])
+    y = _coords(b, [t["params"][b.path] for t in done])
+    z = np.array([t["value"] for t in done], float)
+    contoured = False
+    if len(done) >= 3 and np.ptp(z) > 0:
+        try:
+            # Triangles from the axes scaled alike, so the mesh does not depend
+            # on the parameters' units; drawn in the real coordinates.
+            sx, sy = np.ptp(x) or 1.0, np.ptp(y) or 1.0
+            mesh = Triangulation(x / sx, y / sy)
+            art = ax.tricontourf(Triangulation(x, y, mesh.triangles), z, levels=12, cmap=cmap)
+            fig.colorbar(art, ax=ax, label=metric)
+            contoured = True
+        except (ValueError, RuntimeError):
+            pass  # collinear or repeated points: the trials alone are drawn
+    if len(done):
+        points = ax.scatter(x, y, c=z, cmap=cmap, edgecolors="k", s=30, lw=0.6)
+        if not contoured:
+            fig.colorbar(points, ax=ax, label=metric)
+    else:
+        ax.text(0.5, 0.5, "no complete trial", ha="center", va="center", transform=ax.transAxes)
+    _axis(ax, a, "x")
+    _axis(ax, b, "y")
+    return to_png(fig)
+
+
+def _importance_png(values: Mapping[str, float]) -> bytes:
+    from matplotlib.figure import Figure
+
+    from qpcore.plots import to_png
+
+    names = list(values)[::-1]
+    fig = Figure(figsize=(5.2, 0.5 + 0.45 * len(names)))
+    ax = fig.add_subplot()
+    ax.barh(names, [values[n] for n in names], color="C0")
+    ax.set(xlabel="importance (share of variance)", xlim=(0, max(1.0, *values.values())))
+    ax.grid(alpha=0.3, axis="x")
+    return to_png(fig)
+
+
+__all__ = [
+    "GRAMMAR",
+    "Definition",
+    "ParamSpec",
+    "SweepResult",
+    "best_value",
+    "importances",
+    "make_pruner",
+    "parse_param",
+    "parse_params",
+    "run_sweep",
+    "summary",
+]
