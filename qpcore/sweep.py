@@ -34,33 +34,37 @@ import gc
 import json
 import math
 import os
-import re
 import signal
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-
 from qpcore.errors import ConfigError, QPError
 from qpcore.hookspecs import hookimpl
+from qpcore.sweep_params import (
+    GRAMMAR,
+    ParamSpec,
+    parse_param,
+    parse_params,
+    short_value,
+    yaml_scalar,
+)
+from qpcore.sweep_report import BEST_YAML
 
 if TYPE_CHECKING:
     import optuna
 
     from qpcore.config import RunConfig
     from qpcore.data.dataset import LabelledData
-    from qpcore.html import Section
     from qpcore.registry import Registry
 
 STUDY_NAME = "qp-sweep"
 DB_FILE = "study.db"
 TRIALS_DIR = "trials"
 REPORT_JSON = "sweep.json"
-BEST_YAML = "best.yaml"
 REPORT_HTML = "report.html"
 #: The study user attribute holding the sweep's definition.
 DEFINITION_ATTR = "qp_sweep"
@@ -76,179 +80,6 @@ DATASET_WAIT_S = 1800
 #: How long (seconds) the SQLite driver waits for another worker's write.
 SQLITE_TIMEOUT_S = 60
 PRUNERS = ("median", "hyperband", "none")
-
-Kind = Literal["float", "log", "int", "choice"]
-_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-GRAMMAR = "PATH=low:high, PATH=log:low:high, PATH=int:low:high or PATH=choice:a,b,c"
-
-
-# --- the param grammar -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One swept config path and the values it may take.
-
-    Attributes:
-        path: The dotted config path (``optimizer.lr``).
-        kind: ``float`` (uniform), ``log`` (log-uniform float), ``int`` or ``choice``.
-        low: Lower bound of a range (inclusive).
-        high: Upper bound of a range (inclusive).
-        choices: The values of a ``choice``.
-        text: The ``--param`` as given, for messages.
-    """
-
-    path: str
-    kind: Kind
-    low: float | int | None = None
-    high: float | int | None = None
-    choices: tuple[Any, ...] = ()
-    text: str = ""
-
-    @property
-    def label(self) -> str:
-        """The ``--param`` as given (or as it would be written), for messages."""
-        return self.text or self.describe()
-
-    def samples(self) -> list[Any]:
-        """Values checked against the config before any trial runs: both ends
-        of a range, the first and last choice."""
-        if self.kind == "choice":
-            return list(dict.fromkeys([self.choices[0], self.choices[-1]]))
-        return [self.low, self.high]
-
-    def override(self, value: Any) -> str:
-        """The ``--set`` text that puts ``value`` at this path."""
-        return f"{self.path}={yaml_scalar(value)}"
-
-    def suggest(self, trial: optuna.trial.Trial) -> Any:
-        """The trial's value, drawn by its sampler."""
-        if self.kind == "choice":
-            return trial.suggest_categorical(self.path, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(self.path, int(self.low), int(self.high))  # type: ignore[arg-type]
-        return trial.suggest_float(
-            self.path,
-            float(self.low),  # type: ignore[arg-type]
-            float(self.high),  # type: ignore[arg-type]
-            log=self.kind == "log",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"path": self.path, "kind": self.kind}
-        if self.kind == "choice":
-            found["choices"] = list(self.choices)
-        else:
-            found["low"], found["high"] = self.low, self.high
-        return found
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ParamSpec:
-        choices = tuple(data.get("choices", ()))
-        return cls(data["path"], data["kind"], data.get("low"), data.get("high"), choices)
-
-    def describe(self) -> str:
-        """The spec in the ``--param`` grammar."""
-        if self.kind == "choice":
-            return f"{self.path}=choice:" + ",".join(yaml_scalar(c) for c in self.choices)
-        prefix = {"float": "", "log": "log:", "int": "int:"}[self.kind]
-        return f"{self.path}={prefix}{self.low:g}:{self.high:g}"
-
-
-def yaml_scalar(value: Any) -> str:
-    """``value`` as a YAML scalar that reads back as the same value (``1e-05``
-    becomes ``1.0e-05``: YAML 1.1 reads the former as a string)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return text.removesuffix("\n...").strip()
-
-
-def _choice(item: str, text: str) -> Any:
-    item = item.strip()
-    if not item:
-        raise QPError(f"--param {text}: a choice is empty (choices are separated by ',')")
-    if _NUMBER.match(item):  # YAML 1.1 reads 1e-4 as text; a choice of it is a number
-        number = float(item)
-        return int(number) if re.fullmatch(r"[+-]?\d+", item) else number
-    try:
-        value = yaml.safe_load(item)
-    except yaml.YAMLError:
-        value = item
-    if value is not None and not isinstance(value, str | int | float | bool):
-        raise QPError(
-            f"--param {text}: choice {item!r} is a {type(value).__name__}; "
-            "choices are single values (numbers, names, true/false, null)"
-        )
-    if isinstance(value, float) and not math.isfinite(value):
-        raise QPError(f"--param {text}: choice {item!r} is not a finite number")
-    return value
-
-
-def _bound(raw: str, kind: Kind, text: str) -> float | int:
-    raw = raw.strip()
-    try:
-        if kind == "int":
-            return int(raw)
-        value = float(raw)
-    except ValueError:
-        wanted = "a whole number" if kind == "int" else "a number"
-        raise QPError(f"--param {text}: {raw!r} is not {wanted}") from None
-    if not math.isfinite(value):
-        raise QPError(f"--param {text}: {raw!r} is not a finite number")
-    return value
-
-
-def parse_param(text: str) -> ParamSpec:
-    """Read one ``--param``; raises :class:`QPError` naming it when it is malformed.
-
-    Grammar: ``PATH=low:high`` (uniform float), ``PATH=log:low:high``
-    (log-uniform float), ``PATH=int:low:high``, ``PATH=choice:a,b,c`` (each
-    value read as a YAML scalar, so ``0.5`` is a number and ``adam`` a name).
-    """
-    path, sep, spec = text.partition("=")
-    path, spec = path.strip(), spec.strip()
-    if not sep or not path or not spec:
-        raise QPError(f"--param {text!r}: expected {GRAMMAR}")
-    if not _PATH.match(path):
-        raise QPError(f"--param {text}: {path!r} is not a dotted config path (e.g. optimizer.lr)")
-    head, _, rest = spec.partition(":")
-    if head == "choice":
-        if not rest.strip():
-            raise QPError(f"--param {text}: choice needs values, e.g. choice:0.1,0.3")
-        choices = tuple(_choice(item, text) for item in rest.split(","))
-        if len(choices) < 2:
-            raise QPError(f"--param {text}: a choice needs at least two values")
-        if len(set(map(yaml_scalar, choices))) != len(choices):
-            raise QPError(f"--param {text}: a value is listed twice")
-        return ParamSpec(path, "choice", choices=choices, text=text)
-    kind: Kind = "float"
-    parts = spec.split(":")
-    if head in ("log", "int"):
-        kind, parts = head, parts[1:]  # type: ignore[assignment]
-    elif len(parts) != 2:
-        raise QPError(f"--param {text}: unknown kind {head!r}; expected {GRAMMAR}")
-    if len(parts) != 2:
-        raise QPError(f"--param {text}: {kind} takes low:high, e.g. {path}={head}:1:10")
-    low, high = (_bound(p, kind, text) for p in parts)
-    if low >= high:
-        raise QPError(f"--param {text}: low ({low:g}) must be below high ({high:g})")
-    if kind == "log" and low <= 0:
-        raise QPError(f"--param {text}: a log range needs low > 0 (got {low:g})")
-    return ParamSpec(path, kind, low, high, text=text)
-
-
-def parse_params(texts: Iterable[str | ParamSpec]) -> list[ParamSpec]:
-    """Every ``--param``; a path given twice is refused."""
-    specs = [t if isinstance(t, ParamSpec) else parse_param(t) for t in texts]
-    seen: dict[str, ParamSpec] = {}
-    for spec in specs:
-        if spec.path in seen:
-            raise QPError(
-                f"--param {spec.label}: {spec.path} is already swept by "
-                f"--param {seen[spec.path].label}"
-            )
-        seen[spec.path] = spec
-    return specs
 
 
 # --- the sweep's definition ----------------------------------------------------
@@ -653,7 +484,7 @@ class _Worker:
         if state == "PRUNED":
             last = trial.user_attrs.get("epochs")
             shown = f"pruned after epoch {last}"
-        params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        params = " ".join(f"{k}={short_value(v)}" for k, v in trial.params.items())
         epochs = trial.user_attrs.get("epochs")
         where = f"{epochs} epochs, " if epochs is not None else ""
         tail = f"  {note}" if note else ""
@@ -681,10 +512,6 @@ def _wait_for_dataset(cfg: RunConfig, build: Any) -> LabelledData:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _worker_main(job: _Job, index: int) -> None:
@@ -1088,6 +915,8 @@ def write_report(
         "trials": records,
     }
     write_atomic(out / REPORT_JSON, jsontext.dumps(report, indent=2) + "\n", "the sweep report")
+    from qpcore.sweep_report import write_html
+
     write_html(out, report, specs)
     return SweepResult(out, report)
 
@@ -1103,7 +932,7 @@ def best_config(definition: Definition, record: Mapping[str, Any], registry: Reg
     output = data.get("output")
     data["output"] = {**(output if isinstance(output, dict) else {}), "name": None}
     cfg = resolve_config(data, registry, f"trial {record['number']}", None, True, paths)
-    shown = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
+    shown = ", ".join(f"{k}={short_value(v)}" for k, v in record["params"].items())
     header = (
         f"# Best trial ({record['number']}) of a qp sweep: {definition.metric} "
         f"{record['value']:.6g} ({definition.direction}).\n"
@@ -1135,7 +964,7 @@ def summary(result: SweepResult) -> str:
     rows = [
         (
             p["path"],
-            _short(best["params"][p["path"]]) if best else "-",
+            short_value(best["params"][p["path"]]) if best else "-",
             f"{values[p['path']]:.3f}" if p["path"] in values else "-",
         )
         for p in report["params"]
@@ -1159,278 +988,6 @@ def _markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
         for row in rows
     ]
     return line
-
-
-# --- the HTML report -------------------------------------------------------------
-
-
-def write_html(out: Path, report: Mapping[str, Any], specs: Sequence[ParamSpec]) -> Path:
-    """``report.html``: best trial, importances, slices, contours, every trial."""
-    from qpcore.report import generated_at
-    from qpcore.report import write_report as write_page
-
-    counts = report["counts"]
-    objective = report["objective"]
-    facts = [
-        ("sweep", str(out)),
-        ("objective", f"{objective['metric']} ({objective['direction']})"),
-        ("trials", ", ".join(f"{n} {_STATE_WORDS.get(s, s.lower())}" for s, n in counts.items())),
-        ("generated", generated_at()),
-    ]
-    return write_page(out, "Sweep report", facts, _sections(report, specs))
-
-
-_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
-
-
-def _sections(report: Mapping[str, Any], specs: Sequence[ParamSpec]) -> list[Section]:
-    from qpcore.html import Figure, Section, join, paragraph, table, tag
-
-    metric, direction = report["objective"]["metric"], report["objective"]["direction"]
-    best = report["best"]
-    trials = report["trials"]
-    sections = []
-    if best is None:
-        body = paragraph("No trial has completed yet.")
-    else:
-        body = join(
-            [
-                paragraph(
-                    f"Trial {best['number']}: {metric} {best['value']:.6g} ({direction}), "
-                    f"{best['epochs']} epochs, run folder {best['run_dir']}; its config is "
-                    f"{BEST_YAML} (qp train {BEST_YAML})."
-                ),
-                table(
-                    ["param", "value"],
-                    [(k, _short(v)) for k, v in best["params"].items()],
-                    sortable=False,
-                ),
-            ]
-        )
-    sections.append(Section("Best trial", body))
-    importance = report["importance"]
-    values = importance["values"]
-    figures = []
-    if values:
-        body = table(["param", "importance"], list(values.items()))
-        figures.append(Figure("importance", "fANOVA importance", _importance_png(values)))
-    else:
-        body = paragraph(f"Not measured: {importance['note']}.")
-    if values and importance["note"]:
-        body = join([body, paragraph(importance["note"])])
-    explain = paragraph(
-        "fANOVA: the share of the objective's variance over the complete trials that "
-        "each parameter explains (a random-forest fit; pruned and failed trials are not used)."
-    )
-    sections.append(Section("Parameter importance", join([explain, body]), figures))
-    slices = [
-        Figure(f"slice-{i}", f"{metric} against {s.path}", _slice_png(trials, s, metric, best))
-        for i, s in enumerate(specs)
-    ]
-    sections.append(
-        Section(
-            "Slices",
-            paragraph(
-                "Each trial's value against one parameter; pruned trials (grey crosses) at "
-                "the last value they reported, the best trial ringed in red."
-            ),
-            slices,
-        )
-    )
-    ranked = [p for p in (values or {}) if p in {s.path for s in specs}]
-    ranked += [s.path for s in specs if s.path not in ranked]
-    top = [next(s for s in specs if s.path == p) for p in ranked[:4]]
-    pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1 :]]
-    if pairs:
-        contours = [
-            Figure(
-                f"contour-{i}",
-                f"{metric} over {a.path} and {b.path}",
-                _contour_png(trials, a, b, metric, direction),
-            )
-            for i, (a, b) in enumerate(pairs)
-        ]
-        sections.append(
-            Section(
-                "Contours",
-                paragraph(
-                    "The complete trials' values over each pair of the most important "
-                    "parameters, interpolated between trials (brighter is better)."
-                ),
-                contours,
-            )
-        )
-    headers = ["trial", "state", metric, "epochs", *(s.path for s in specs), "run", "note"]
-    rows = [
-        [
-            t["number"],
-            t["state"],
-            t["value"],
-            t["epochs"],
-            *(t["params"].get(s.path) for s in specs),
-            t["run_dir"],
-            t.get("error") or t.get("stop_reason") or "",
-        ]
-        for t in trials
-    ]
-    sections.append(Section("Trials", table(headers, rows)))
-    definition = join(
-        [
-            table(["param", "kind", "range"], [_range_row(s) for s in specs], sortable=False),
-            paragraph(f"Base config: {report['config']}"),
-            paragraph(f"Every trial's --set: {' '.join(report['overrides']) or 'none'}"),
-            paragraph(
-                f"Trials requested: {report['trials_requested']}; study {report['study']} "
-                f"in {report['storage']}."
-            ),
-            tag("pre", "\n".join(f"--param {s.describe()}" for s in specs)),
-        ]
-    )
-    sections.append(Section("Sweep definition", definition))
-    return sections
-
-
-def _range_row(spec: ParamSpec) -> tuple[str, str, str]:
-    if spec.kind == "choice":
-        return spec.path, "choice", ", ".join(yaml_scalar(c) for c in spec.choices)
-    return spec.path, spec.kind, f"{spec.low:g} to {spec.high:g}"
-
-
-def _coords(spec: ParamSpec, values: Sequence[Any]) -> Any:
-    """Plot positions: log10 for a log range, the index of a choice."""
-    import numpy as np
-
-    if spec.kind == "choice":
-        keys = [yaml_scalar(c) for c in spec.choices]
-        return np.array([keys.index(yaml_scalar(v)) for v in values], float)
-    found = np.array([float(v) for v in values], float)
-    return np.log10(found) if spec.kind == "log" else found
-
-
-def _axis(ax: Any, spec: ParamSpec, which: str) -> None:
-    """Ticks in the param's own terms (``1e-03``, a choice's name)."""
-    from matplotlib.ticker import FuncFormatter
-
-    axis = ax.xaxis if which == "x" else ax.yaxis
-    if spec.kind == "choice":
-        axis.set_ticks(range(len(spec.choices)))
-        axis.set_ticklabels([yaml_scalar(c) for c in spec.choices])
-        limits = (-0.5, len(spec.choices) - 0.5)
-    elif spec.kind == "log":
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{10**v:.2g}"))
-        limits = (math.log10(float(spec.low)), math.log10(float(spec.high)))  # type: ignore[arg-type]
-    else:
-        limits = (float(spec.low), float(spec.high))  # type: ignore[arg-type]
-    pad = 0.03 * (limits[1] - limits[0])
-    (ax.set_xlim if which == "x" else ax.set_ylim)(limits[0] - pad, limits[1] + pad)
-    (ax.set_xlabel if which == "x" else ax.set_ylabel)(spec.path)
-
-
-def _jitter(spec: ParamSpec, numbers: Sequence[int]) -> Any:
-    """A fixed small offset per trial along a choice axis, so trials of one
-    choice do not hide each other (and the best trial's ring stays on its dot)."""
-    import numpy as np
-
-    if spec.kind != "choice":
-        return np.zeros(len(numbers))
-    return np.array([((n * 0.618034) % 1.0 - 0.5) * 0.16 for n in numbers])
-
-
-def _slice_png(
-    trials: Sequence[Mapping[str, Any]],
-    spec: ParamSpec,
-    metric: str,
-    best: Mapping[str, Any] | None,
-) -> bytes:
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    from qpcore.plots import to_png
-
-    fig = Figure(figsize=(4.8, 3.5))
-    ax = fig.add_subplot()
-    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    pruned = [t for t in trials if t["state"] == "PRUNED" and t["value"] is not None]
-
-    def where(group: Sequence[Mapping[str, Any]]) -> Any:
-        numbers = [t["number"] for t in group]
-        return _coords(spec, [t["params"][spec.path] for t in group]) + _jitter(spec, numbers)
-
-    if pruned:
-        ax.scatter(where(pruned), [t["value"] for t in pruned], marker="x", c="0.6", label="pruned")
-    if done:
-        numbers = [t["number"] for t in done]
-        art = ax.scatter(where(done), [t["value"] for t in done], c=numbers, cmap="viridis", s=28)
-        bar = fig.colorbar(art, ax=ax, label="trial")
-        bar.locator = MaxNLocator(integer=True)
-        bar.update_ticks()
-    if best is not None:
-        ax.scatter(where([best]), [best["value"]], s=140, facecolors="none", edgecolors="r", lw=1.5)
-    if not done and not pruned:
-        ax.text(0.5, 0.5, "no finished trial", ha="center", va="center", transform=ax.transAxes)
-    _axis(ax, spec, "x")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    if pruned:
-        ax.legend(fontsize=8)
-    return to_png(fig)
-
-
-def _contour_png(
-    trials: Sequence[Mapping[str, Any]],
-    a: ParamSpec,
-    b: ParamSpec,
-    metric: str,
-    direction: str,
-) -> bytes:
-    import numpy as np
-    from matplotlib.figure import Figure
-    from matplotlib.tri import Triangulation
-
-    from qpcore.plots import to_png
-
-    fig = Figure(figsize=(5.0, 4.0))
-    ax = fig.add_subplot()
-    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    cmap = "viridis_r" if direction == "minimize" else "viridis"
-    x = _coords(a, [t["params"][a.path] for t in done])
-    y = _coords(b, [t["params"][b.path] for t in done])
-    z = np.array([t["value"] for t in done], float)
-    contoured = False
-    if len(done) >= 3 and np.ptp(z) > 0:
-        try:
-            # Triangles from the axes scaled alike, so the mesh does not depend
-            # on the parameters' units; drawn in the real coordinates.
-            sx, sy = np.ptp(x) or 1.0, np.ptp(y) or 1.0
-            mesh = Triangulation(x / sx, y / sy)
-            art = ax.tricontourf(Triangulation(x, y, mesh.triangles), z, levels=12, cmap=cmap)
-            fig.colorbar(art, ax=ax, label=metric)
-            contoured = True
-        except (ValueError, RuntimeError):
-            pass  # collinear or repeated points: the trials alone are drawn
-    if len(done):
-        points = ax.scatter(x, y, c=z, cmap=cmap, edgecolors="k", s=30, lw=0.6)
-        if not contoured:
-            fig.colorbar(points, ax=ax, label=metric)
-    else:
-        ax.text(0.5, 0.5, "no complete trial", ha="center", va="center", transform=ax.transAxes)
-    _axis(ax, a, "x")
-    _axis(ax, b, "y")
-    return to_png(fig)
-
-
-def _importance_png(values: Mapping[str, float]) -> bytes:
-    from matplotlib.figure import Figure
-
-    from qpcore.plots import to_png
-
-    names = list(values)[::-1]
-    fig = Figure(figsize=(5.2, 0.5 + 0.45 * len(names)))
-    ax = fig.add_subplot()
-    ax.barh(names, [values[n] for n in names], color="C0")
-    ax.set(xlabel="importance (share of variance)", xlim=(0, max(1.0, *values.values())))
-    ax.grid(alpha=0.3, axis="x")
-    return to_png(fig)
 
 
 __all__ = [
