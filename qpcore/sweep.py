@@ -75,8 +75,6 @@ DEFINITION_FORMAT = 1
 #: A worker gives up after this many failed trials in a row: a config that
 #: cannot train fails every trial, and a sweep should say so, not loop.
 MAX_FAILURES_IN_A_ROW = 5
-#: How long (seconds) a trial waits for a dataset another process is labelling or reading.
-DATASET_WAIT_S = 1800
 #: How long (seconds) the SQLite driver waits for another worker's write.
 SQLITE_TIMEOUT_S = 60
 PRUNERS = ("median", "hyperband", "none")
@@ -466,7 +464,7 @@ class _Worker:
 
         key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
         if key not in self.datasets:
-            self.datasets[key] = _wait_for_dataset(cfg, build_dataset)
+            self.datasets[key] = build_dataset(cfg)
         return self.datasets[key]
 
     def _say(
@@ -493,25 +491,6 @@ class _Worker:
             f"({where}{time.monotonic() - started:.1f} s){tail}",
             flush=True,
         )
-
-
-def _wait_for_dataset(cfg: RunConfig, build: Any) -> LabelledData:
-    """Build the dataset, waiting while another process holds its cache folder.
-
-    A dataset loader locks its folder even to read a finished cache, and the
-    lock refuses at once: workers that load one dataset together would fail
-    their trials for nothing.
-    """
-    from qpcore.errors import FolderBusy
-
-    deadline = time.monotonic() + DATASET_WAIT_S
-    while True:
-        try:
-            return build(cfg)
-        except FolderBusy:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _worker_main(job: _Job, index: int) -> None:
@@ -786,7 +765,7 @@ def _prepare_data(definition: Definition, registry: Registry) -> None:
     from qpcore.training_data import build_dataset
     from qpcore.validate import resolve_config
 
-    _wait_for_dataset(resolve_config(definition.data, registry, definition.source), build_dataset)
+    build_dataset(resolve_config(definition.data, registry, definition.source))
 
 
 def _close(

@@ -84,6 +84,37 @@ def test_synthetic_dataset_labels_once_then_loads_the_cache(cache: Path) -> None
     assert len(list(cache.iterdir())) == 2 and other.samples != first.samples
 
 
+def test_a_run_waits_for_a_cache_folder_another_holds_then_reuses_it(
+    cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    import time
+
+    from qpcore.locking import hold_folder
+
+    registry = Registry.from_entrypoints(disabled=set())
+    options = {"count": 4, "size": 48, "workers": 1}
+    first = load(registry, "synthetic", **options)
+    (folder,) = cache.iterdir()
+    held, release = threading.Event(), threading.Event()
+
+    def other_process() -> None:  # a lock file opened apart conflicts as another process's would
+        with hold_folder(folder, "labelling run"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=other_process)
+    holder.start()
+    held.wait(10)
+    threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
+    again = load(registry, "synthetic", **options)
+    holder.join()
+    assert time.monotonic() - started >= 0.9 and again.samples == first.samples
+    err = capsys.readouterr().err
+    assert err.count("waiting:") == 1 and "in use by another labelling run" in err
+
+
 def test_manifest_and_folder_datasets(tmp_path: Path, cache: Path) -> None:
     for i in range(6):
         save((flat_logo if i % 2 else photo_like)(40), tmp_path / "icons" / f"i{i}.png")

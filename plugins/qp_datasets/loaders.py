@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,15 @@ from qp_datasets.params import FolderParams, LabelParams, ManifestParams, Synthe
 from qpcore import QPError
 from qpcore.data.dataset import LabelledData, cache_root
 from qpcore.data.jobs import Job, collect_inputs, label_jobs, synth_jobs
-from qpcore.data.labeler import MANIFEST, run_jobs
+from qpcore.data.labeler import MANIFEST, Summary, run_jobs
 from qpcore.data.manifest import read_manifest
 from qpcore.data.protocol import PROTOCOL
 from qpcore.data.synth import GENERATOR_VERSION
-from qpcore.executor import build_executor
+from qpcore.errors import FolderBusy
+from qpcore.executor import Executor, build_executor
+
+#: Seconds between two looks at a cache folder another process holds.
+WAIT_POLL_S = 0.5
 
 
 def load_manifest(params: ManifestParams) -> LabelledData:
@@ -37,12 +43,35 @@ def _cached(
     folder = root / f"{kind}-{digest}"
     settings = {"kind": kind, **identity}
     executor = build_executor(params.executor, workers=params.workers, address=params.address)
-    summary = run_jobs(jobs, folder, settings, progress=True, executor=executor)
+    summary = _label_when_free(jobs, folder, settings, executor)
     if summary.interrupted:
         raise KeyboardInterrupt
     if summary.errors:
         print(f"{summary.errors} images could not be labelled: see {folder / 'errors.csv'}")
     return LabelledData.from_manifest(read_manifest(folder / MANIFEST))
+
+
+def _label_when_free(
+    jobs: list[Job], folder: Path, settings: dict[str, Any], executor: Executor
+) -> Summary:
+    """``run_jobs`` into a cache folder, waiting while another process holds it.
+
+    The cache is shared by every run on the machine: two runs (two ``qp
+    train``, a sweep's workers, a study beside a training) that start on the
+    same dataset should label it once, the second reusing what the first made,
+    not fail because the first holds the folder. A held lock is a live process
+    (the OS drops a dead one's), so this waits for as long as that one works;
+    Ctrl-C still stops the wait.
+    """
+    told = False
+    while True:
+        try:
+            return run_jobs(jobs, folder, settings, progress=True, executor=executor)
+        except FolderBusy as busy:
+            if not told:
+                print(f"waiting: {busy}", file=sys.stderr, flush=True)
+                told = True
+            time.sleep(WAIT_POLL_S)
 
 
 def load_synthetic(params: SyntheticParams) -> LabelledData:
