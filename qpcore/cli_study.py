@@ -40,7 +40,7 @@ def study() -> None:
     help="Add each loss's 1-D loss landscape to the report.",
 )
 @SET_OPTION
-@click.option("--quiet", "-q", is_flag=True, help="No line per finished run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or line per finished run.")
 def losses_command(
     file: Path | None,
     losses: str,
@@ -62,6 +62,8 @@ def losses_command(
     compare). Writes study.json, study.md and report.html; finished runs are
     reused when the study is run again.
     """
+    from tqdm import tqdm
+
     from qpcore.config_io import load_run_config
     from qpcore.registry import default_registry
     from qpcore.study import StudyRun, markdown_table, parse_losses, run_study, warnings_log
@@ -81,7 +83,8 @@ def losses_command(
         found = run.record.get("warnings") or 0
         if found:
             scores += f" ({found} monitor warnings in {warnings_log(run.folder)})"
-        click.echo(f"{run.loss:>12} seed {run.seed}: {run.record['epochs']} epochs, {scores}")
+        # Above the study's progress bar, not through it.
+        tqdm.write(f"{run.loss:>12} seed {run.seed}: {run.record['epochs']} epochs, {scores}")
 
     result = run_study(
         base,
@@ -91,7 +94,7 @@ def losses_command(
         registry,
         baseline=baseline,
         landscape=landscape,
-        quiet=True,
+        quiet=quiet,
         on_run=report,
     )
     click.echo(markdown_table(result))

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from tqdm import tqdm
 
 from qpcore.compare import compare_predictions
 from qpcore.config import RunConfig
 from qpcore.crossval import summarise
 from qpcore.errors import ConfigError, QPError
+from qpcore.hookspecs import hookimpl
 from qpcore.jsontext import json_safe
 from qpcore.registry import Registry
 from qpcore.run_files import LAST
@@ -124,7 +127,7 @@ def _history(folder: Path) -> list[dict[str, Any]]:
 
 
 def _train(
-    cfg: RunConfig, registry: Registry, folder: Path, data: Any, quiet: bool
+    cfg: RunConfig, registry: Registry, folder: Path, data: Any, monitors: Sequence[object]
 ) -> tuple[dict[str, Any], np.ndarray, str | None]:
     """Train (or continue) one run; returns its results, its test predictions
     and, when it raised, the error (a diverged run is a finding, not a crash)."""
@@ -132,7 +135,7 @@ def _train(
     # Monitor warnings (a scale-free loss such as ranking trips the explosion
     # check all run long) go to the run's own log, not between the study's lines.
     with _warnings_to(warnings_log(folder)):
-        return _fit(cfg, registry, folder, data, quiet)
+        return _fit(cfg, registry, folder, data, monitors)
 
 
 def warnings_log(folder: Path) -> Path:
@@ -149,16 +152,16 @@ def _warnings_to(path: Path) -> Iterator[None]:
 
 
 def _fit(
-    cfg: RunConfig, registry: Registry, folder: Path, data: Any, quiet: bool
+    cfg: RunConfig, registry: Registry, folder: Path, data: Any, monitors: Sequence[object]
 ) -> tuple[dict[str, Any], np.ndarray, str | None]:
     from qpcore.trainer import Trainer
 
     if (folder / LAST).is_file():
-        trainer = Trainer.resume(folder, registry, quiet=quiet)
+        trainer = Trainer.resume(folder, registry, monitors, quiet=True)
     else:
         if folder.exists():  # died before its first checkpoint: nothing to keep
             shutil.rmtree(folder)
-        trainer = Trainer(cfg, registry, folder, quiet=quiet, data=data)
+        trainer = Trainer(cfg, registry, folder, monitors, quiet=True, data=data)
     try:
         results = trainer.fit()
         error = None
@@ -172,7 +175,13 @@ def _fit(
 
 
 def train_run(
-    base: RunConfig, loss: str, seed: int, folder: Path, registry: Registry, data: Any, quiet: bool
+    base: RunConfig,
+    loss: str,
+    seed: int,
+    folder: Path,
+    registry: Registry,
+    data: Any,
+    monitors: Sequence[object] = (),
 ) -> StudyRun:
     """One (loss, seed) run, read back when a previous invocation finished it."""
     record_file = folder / RUN_RECORD
@@ -181,7 +190,7 @@ def train_run(
         return StudyRun(loss, seed, folder, record)
     cfg = run_config(base, loss, seed, registry)
     started = time.perf_counter()
-    results, predictions, error = _train(cfg, registry, folder, data, quiet)
+    results, predictions, error = _train(cfg, registry, folder, data, monitors)
     history = _history(folder)
     stop = results.get("stop_reason") or ""
     test = results.get("test", {})
@@ -207,6 +216,18 @@ def train_run(
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(record_file)
     return StudyRun(loss, seed, folder, json.loads(text))
+
+
+class _EpochShown:
+    """Shows the epoch a study run has reached beside the study's bar: a run
+    takes minutes, and a bar that only moves between runs looks stuck."""
+
+    def __init__(self, bar: tqdm, name: str) -> None:
+        self.bar, self.name = bar, name
+
+    @hookimpl
+    def qp_on_epoch_end(self, run: Any, epoch: int, metrics: Mapping[str, Any]) -> None:
+        self.bar.set_postfix_str(f"{self.name}, epoch {epoch}", refresh=True)
 
 
 def _count_warnings(log: Path) -> int:
@@ -300,7 +321,8 @@ def run_study(
 
     Seeds are ``trainer.seed``, ``trainer.seed + 1``, ... of ``base``. The
     baseline (default: the first loss) is what every other loss is tested
-    against.
+    against. Unless ``quiet``, a progress bar counts the runs and shows the
+    epoch the current one has reached.
     """
     from qpcore.training_data import build_dataset
 
@@ -325,14 +347,24 @@ def run_study(
     first_seed = base.trainer.seed
     data = build_dataset(base)  # once: every run trains on the same rows
     runs: dict[str, list[StudyRun]] = {}
-    for loss in losses:
-        for k in range(seeds):
-            seed = first_seed + k
-            folder = out / "runs" / f"{loss}-seed{seed}"
-            run = train_run(base, loss, seed, folder, registry, data, quiet)
-            runs.setdefault(loss, []).append(run)
-            if on_run is not None:
-                on_run(run)
+    bar = tqdm(
+        total=len(losses) * seeds,
+        desc="loss study",
+        unit="run",
+        disable=True if quiet else None,  # None: off a terminal too
+        file=sys.stderr,
+    )
+    with bar:
+        for loss in losses:
+            for k in range(seeds):
+                seed = first_seed + k
+                folder = out / "runs" / f"{loss}-seed{seed}"
+                watch = _EpochShown(bar, f"{loss} seed {seed}")
+                run = train_run(base, loss, seed, folder, registry, data, [watch])
+                runs.setdefault(loss, []).append(run)
+                bar.update()
+                if on_run is not None:
+                    on_run(run)
     target = _test_target(base, data)
     summary = {loss: summarise_loss(r) for loss, r in runs.items()}
     paired = {
