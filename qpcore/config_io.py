@@ -287,17 +287,26 @@ def load_run_config(
         ConfigError: Every structural and parameter problem, with paths and lines.
         PluginError: A broken plugin or a name provided twice.
     """
+    data, lines, source = read_config_source(path)
+    overridden = apply_overrides(data, overrides)
+    registry = registry or default_registry()
+    return resolve_config(data, registry, source, lines, strict, overridden)
+
+
+def read_config_source(
+    path: str | Path | None,
+) -> tuple[dict[str, Any], dict[Path_, int], str]:
+    """The raw data of a config file or packaged config (``None``: the default),
+    its line map and the name messages give it; for callers that must keep
+    the data as written (a sweep stores it) before it is resolved."""
     name = packaged_name(path)
     if name is not None:
         source = f"packaged config {name} ({name}.yaml)"
         data, lines = parse_config_text(default_config_text(name), source)
-    else:
-        assert path is not None
-        source = str(path)
-        data, lines = read_config_file(path)
-    overridden = apply_overrides(data, overrides)
-    registry = registry or default_registry()
-    return resolve_config(data, registry, source, lines, strict, overridden)
+        return data, lines, source
+    assert path is not None
+    data, lines = read_config_file(path)
+    return data, lines, str(path)
 
 
 def dump_yaml(cfg: RunConfig | Mapping[str, Any]) -> str:

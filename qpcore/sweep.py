@@ -168,25 +168,14 @@ def _read_base(
 ) -> tuple[dict[str, Any], RunConfig, str, list[Any]]:
     """The base config as data (overrides applied) and resolved, as ``qp train
     CONFIG --set ...`` would read it."""
-    from qpcore.config_io import (
-        apply_overrides,
-        default_config_text,
-        packaged_name,
-        parse_config_text,
-        read_config_file,
-    )
+    from qpcore.config_io import apply_overrides, read_config_source
     from qpcore.validate import resolve_config
 
     lines: dict[Any, int] = {}
     if isinstance(config, Mapping):
         data, source = copy.deepcopy(dict(config)), "the config given"
-    elif (name := packaged_name(config)) is not None:
-        source = f"packaged config {name} ({name}.yaml)"
-        data, lines = parse_config_text(default_config_text(name), source)
     else:
-        assert config is not None
-        source = str(config)
-        data, lines = read_config_file(config)
+        data, lines, source = read_config_source(config)
     overridden = apply_overrides(data, overrides)
     cfg = resolve_config(data, registry, source, lines, True, overridden)
     return data, cfg, source, overridden
