@@ -22,13 +22,13 @@ import json
 import math
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from scipy import stats
 from tqdm import tqdm
 
@@ -126,6 +126,25 @@ def _history(folder: Path) -> list[dict[str, Any]]:
     return read_history(folder / "metrics.jsonl")
 
 
+def _check_same_loss(folder: Path, cfg: RunConfig) -> None:
+    """Refuse to reuse or continue a run trained with other loss params: the
+    config digest leaves the loss out (it is what a study varies), so a rerun
+    with ``--set loss.ranking_weight=...`` would otherwise report the old runs."""
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        before = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("loss")
+    except (OSError, yaml.YAMLError, AttributeError):
+        before = None
+    wanted = cfg.to_dict()["loss"]
+    if before != wanted:
+        raise QPError(
+            f"{folder}: trained with loss {json.dumps(before)}, this study asks for "
+            f"{json.dumps(wanted)}; give another --out (or the settings it was made with)"
+        )
+
+
 def _train(
     cfg: RunConfig, registry: Registry, folder: Path, data: Any, monitors: Sequence[object]
 ) -> tuple[dict[str, Any], np.ndarray, str | None]:
@@ -166,7 +185,7 @@ def _fit(
         results = trainer.fit()
         error = None
         predictions = trainer.predict_split("test")
-    except (FloatingPointError, RuntimeError, QPError) as exc:
+    except FloatingPointError as exc:  # anything else is not a finding: let it stop the study
         results, error = {"epochs": trainer.state.epoch, "best_epoch": None}, str(exc)
         predictions = np.full(len(trainer.splits["test"]), np.nan)
     finally:
@@ -184,12 +203,12 @@ def train_run(
     monitors: Sequence[object] = (),
 ) -> StudyRun:
     """One (loss, seed) run, read back when a previous invocation finished it."""
+    cfg = run_config(base, loss, seed, registry)
+    _check_same_loss(folder, cfg)
     record_file = folder / RUN_RECORD
     if record_file.is_file():
         record = json.loads(record_file.read_text(encoding="utf-8"))
         return StudyRun(loss, seed, folder, record)
-    cfg = run_config(base, loss, seed, registry)
-    started = time.perf_counter()
     results, predictions, error = _train(cfg, registry, folder, data, monitors)
     history = _history(folder)
     stop = results.get("stop_reason") or ""
@@ -203,7 +222,8 @@ def train_run(
         "stop_reason": results.get("stop_reason"),
         "error": error,
         "diverged": diverged,
-        "seconds": time.perf_counter() - started,
+        # Summed over epochs, so a run continued from last.pt counts every session.
+        "seconds": sum(float(r.get("time_s") or 0.0) for r in history),
         "warnings": _count_warnings(warnings_log(folder)),
         "epochs_to_1pct_val_loss": epochs_to_converge([r.get("val_loss") for r in history]),
         "epochs_to_1pct_val_mae": epochs_to_converge([r.get("val_mae") for r in history]),
@@ -346,6 +366,12 @@ def run_study(
             )
     first_seed = base.trainer.seed
     data = build_dataset(base)  # once: every run trains on the same rows
+    target = _test_target(base, data)
+    if len(target) == 0:
+        raise QPError(
+            f"{data.origin}: no test rows; a loss study scores each loss on them "
+            "(set data.test_fraction > 0)"
+        )
     runs: dict[str, list[StudyRun]] = {}
     bar = tqdm(
         total=len(losses) * seeds,
@@ -365,7 +391,6 @@ def run_study(
                 bar.update()
                 if on_run is not None:
                     on_run(run)
-    target = _test_target(base, data)
     summary = {loss: summarise_loss(r) for loss, r in runs.items()}
     paired = {
         loss: paired_against(runs[baseline], runs[loss], target, boots)
@@ -418,14 +443,17 @@ def _test_target(base: RunConfig, data: Any) -> np.ndarray:
     return load_splits(base, data, None)["test"].labels.numpy().astype(float)
 
 
-#: The study's landscape: a 41-point line and an 11 x 11 grid per loss.
+#: The study's landscape: a 41-point line and an 11 x 11 grid per loss, in
+#: this folder of the run (``qp landscape`` writes ``landscape/``).
 LANDSCAPE_STEPS, LANDSCAPE_GRID = 41, 11
+LANDSCAPE_DIR = "study-landscape"
 
 
 def _landscapes(runs: Mapping[str, Sequence[StudyRun]]) -> dict[str, Any]:
-    """The landscape of each loss's first finished run, kept in its folder
-    (``landscape/``) and read back by a rerun: one seed shows the shape, and
-    the same direction seed for every loss makes the lines comparable."""
+    """The landscape of each loss's first finished seed, kept in its folder
+    (``study-landscape/``, apart from what ``qp landscape`` writes) and read
+    back by a rerun when it is still that of the run's best checkpoint: every
+    loss on the same split, direction seed and span, so the lines compare."""
     from qpcore.landscape import loss_landscape, read_landscape, write_landscape
 
     found = {}
@@ -433,16 +461,24 @@ def _landscapes(runs: Mapping[str, Sequence[StudyRun]]) -> dict[str, Any]:
         run = next((r for r in rs if not r.diverged and (r.folder / "best.pt").is_file()), None)
         if run is None:
             continue
-        saved = run.folder / "landscape" / "landscape.json"
+        saved = run.folder / LANDSCAPE_DIR / "landscape.json"
         land = read_landscape(saved) if saved.is_file() else None
-        if land is None or (len(land.alphas), len(land.grid_alphas)) != (
-            LANDSCAPE_STEPS,
-            LANDSCAPE_GRID,
-        ):
-            land = loss_landscape(run.folder, steps=LANDSCAPE_STEPS, grid=LANDSCAPE_GRID)
+        if land is None or not _is_study_landscape(land, run):
+            land = loss_landscape(
+                run.folder, split="val", steps=LANDSCAPE_STEPS, grid=LANDSCAPE_GRID, seed=0
+            )
             write_landscape(land, saved.parent)
         found[loss] = land
     return found
+
+
+def _is_study_landscape(land: Any, run: StudyRun) -> bool:
+    return (
+        (land.split, land.seed, land.span) == ("val", 0, 1.0)
+        and (len(land.alphas), len(land.grid_alphas)) == (LANDSCAPE_STEPS, LANDSCAPE_GRID)
+        and Path(land.checkpoint) == run.folder / "best.pt"
+        and land.epoch == run.record["best_epoch"]
+    )
 
 
 def _cell(summary: Mapping[str, Any], measure: str) -> str:

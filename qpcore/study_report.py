@@ -176,7 +176,7 @@ def landscape_section(landscapes: Mapping[str, Any]) -> Section | None:
     ]
     intro = paragraph(
         f"Each loss's own objective on the {first.split} rows ({first.rows}) around the "
-        "best checkpoint of its first seed, the head's weight rows moved along "
+        "best checkpoint of its first finished seed, the head's weight rows moved along "
         "filter-normalised random directions (biases and batch-norm kept); "
         "qp landscape RUN draws the same for any run."
     )
@@ -199,7 +199,12 @@ def write_study_report(
     sections.append(
         Section(
             "Curves",
-            paragraph("Mean over seeds per epoch; the shade spans the seeds."),
+            paragraph(
+                "Mean per epoch over the seeds still training at that epoch (a seed "
+                "that stopped early leaves the mean); the shade spans those seeds. A "
+                "loss whose best value is not positive (uncertainty weighting) has no "
+                "curve in the relative panels."
+            ),
             [Figure("study_curves", "Validation and training curves", plots.study_curves(curves))],
         )
     )

@@ -132,14 +132,14 @@ def test_landscapes_join_the_report_and_are_kept_in_the_run_folders(
     assert set(result["landscape"]) == {"mse", "combined"}
     for loss, found in result["landscape"].items():
         saved = json.loads(
-            (out / "runs" / f"{loss}-seed0" / "landscape" / "landscape.json").read_text()
+            (out / "runs" / f"{loss}-seed0" / "study-landscape" / "landscape.json").read_text()
         )
         assert found["line"] == saved["summary_1d"] and found["split"] == "val"
         # At the trained weights the line gives the val loss the trainer recorded.
         assert saved["recorded_loss"] == pytest.approx(found["line"]["centre_loss"], rel=1e-4)
     text = (out / "report.html").read_text(encoding="utf-8")
     assert "<h2>Loss landscape</h2>" in text and text.count("<img ") == 1 + 1 + 2
-    kept = out / "runs" / "mse-seed0" / "landscape" / "landscape.json"
+    kept = out / "runs" / "mse-seed0" / "study-landscape" / "landscape.json"
     before = kept.stat().st_mtime_ns
     run_study(base, ["mse", "combined"], 2, out, registry, landscape=True)
     assert kept.stat().st_mtime_ns == before  # read back, not recomputed
@@ -161,6 +161,10 @@ def test_a_rerun_reuses_finished_runs_and_continues_a_stopped_one(
     assert (stopped / RUN_RECORD).is_file()
     resumed = next(r for r in result["runs"] if (r["loss"], r["seed"]) == ("combined", 1))
     assert resumed["epochs"] == 3
+    # Other params of the config's own loss: its runs are not reused but refused.
+    other_loss = load_run_config(cfg, ["loss.ranking_weight=0.5"], registry)
+    with pytest.raises(QPError, match="combined-seed0: trained with loss"):
+        run_study(other_loss, ["mse", "combined"], 2, out, registry, landscape=False)
     # Another config (here: other data fractions) is another study: refused.
     changed = load_run_config(cfg, ["data.val_fraction=0.3"], registry)
     with pytest.raises(QPError, match="another config"):
@@ -188,6 +192,17 @@ def test_a_diverging_loss_is_counted_not_fatal(
     assert run["warnings"] >= 1 and "non-finite loss" in log
     assert "warning:" not in capsys.readouterr().err
     assert "| glitch |" in (tmp_path / "out" / "study.md").read_text()
+
+
+def test_a_study_without_test_rows_is_refused_before_training(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    registry = default_registry()
+    cfg = run_config(tiny_manifest, tmp_path)
+    cfg["data"]["test_fraction"] = 0.0
+    with pytest.raises(QPError, match="no test rows"):
+        run_study(resolve_config(cfg, registry), ["mse"], 1, tmp_path / "out", registry)
+    assert not (tmp_path / "out" / "runs").exists()
 
 
 def test_cli_refuses_an_unknown_loss_or_baseline_with_exit_2(tmp_path: Path) -> None:
