@@ -42,11 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from qpcore.errors import ConfigError, QPError
+from qpcore.errors import QPError
 from qpcore.hookspecs import hookimpl
 from qpcore.sweep_params import (
     GRAMMAR,
     ParamSpec,
+    overlaps,
     parse_param,
     parse_params,
     short_value,
@@ -205,18 +206,25 @@ def check_params(
     refuses fails here, naming the ``--param``, before any trial trains."""
     from qpcore.validate import resolve_config
 
-    with_set = {".".join(str(part) for part in path) for path in overridden}
+    with_set = [".".join(str(part) for part in path) for path in overridden]
     for spec in params:
-        if spec.path in with_set:
-            raise QPError(f"--param {spec.label}: {spec.path} is also set by --set; drop one")
+        for path in with_set:
+            if overlaps(spec.path, path):
+                raise QPError(
+                    f"--param {spec.label}: --set {path} sets it too (the trial's value "
+                    "would replace it, or it the trial's); drop one"
+                )
         for value in spec.samples():
-            trial, paths = trial_data(data, [spec], {spec.path: value})
             try:
+                trial, paths = trial_data(data, [spec], {spec.path: value})
                 resolve_config(trial, registry, source, None, True, [*overridden, *paths])
-            except ConfigError as exc:
+            except QPError as exc:
+                hint = ""
+                if spec.kind in ("float", "log") and float(spec.low).is_integer():  # type: ignore[arg-type]
+                    hint = f"\n(an integer setting? sweep it as {spec.path}=int:LOW:HIGH)"
                 raise QPError(
                     f"--param {spec.label}: {spec.path}={yaml_scalar(value)} gives a config "
-                    f"that cannot run:\n{exc}"
+                    f"that cannot run:\n{exc}{hint}"
                 ) from None
 
 
@@ -367,7 +375,12 @@ class _Worker:
 
         states = optuna.trial.TrialState
         job = self.job
-        sampler = optuna.samplers.TPESampler(seed=_sampler_seed(job.seed, job.start, self.index))
+        sampler = optuna.samplers.TPESampler(
+            # constant_liar: parallel workers do not all draw the point TPE likes
+            # best (the default only from Optuna 5).
+            seed=_sampler_seed(job.seed, job.start, self.index),
+            constant_liar=True,
+        )
         study = optuna.load_study(
             study_name=STUDY_NAME, storage=open_storage(job.out), sampler=sampler, pruner=job.pruner
         )

@@ -50,11 +50,20 @@ class ParamSpec:
         return self.text or self.describe()
 
     def samples(self) -> list[Any]:
-        """Values checked against the config before any trial runs: both ends
-        of a range, the first and last choice."""
+        """Values checked against the config before any trial runs: every
+        choice; both ends of a range and, for a float range, a fractional
+        value inside it (``8:32`` on an integer setting passes at 8.0 and 32.0
+        and fails at 21.17, which the first trial would draw)."""
         if self.kind == "choice":
-            return list(dict.fromkeys([self.choices[0], self.choices[-1]]))
-        return [self.low, self.high]
+            return list(dict.fromkeys(self.choices))
+        if self.kind == "int":
+            return [self.low, self.high]
+        low, high = float(self.low), float(self.high)  # type: ignore[arg-type]
+        if self.kind == "log":
+            inside = math.exp(math.log(low) + 0.37 * (math.log(high) - math.log(low)))
+        else:
+            inside = low + 0.37 * (high - low)
+        return [self.low, self.high, inside]
 
     def override(self, value: Any) -> str:
         """The ``--set`` text that puts ``value`` at this path."""
@@ -175,17 +184,24 @@ def parse_param(text: str) -> ParamSpec:
     return ParamSpec(path, kind, low, high, text=text)
 
 
+def overlaps(a: str, b: str) -> bool:
+    """Whether setting dotted path ``a`` and ``b`` touches the same value: the
+    same path, or one inside the other (``optimizer`` and ``optimizer.lr``),
+    where the one applied last silently replaces the other."""
+    return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
+
+
 def parse_params(texts: Iterable[str | ParamSpec]) -> list[ParamSpec]:
-    """Every ``--param``; a path given twice is refused."""
+    """Every ``--param``; a path given twice, or inside another, is refused."""
     specs = [t if isinstance(t, ParamSpec) else parse_param(t) for t in texts]
-    seen: dict[str, ParamSpec] = {}
-    for spec in specs:
-        if spec.path in seen:
-            raise QPError(
-                f"--param {spec.label}: {spec.path} is already swept by "
-                f"--param {seen[spec.path].label}"
-            )
-        seen[spec.path] = spec
+    for i, spec in enumerate(specs):
+        for other in specs[:i]:
+            if overlaps(spec.path, other.path):
+                how = "already swept" if spec.path == other.path else "overlapping the one swept"
+                raise QPError(
+                    f"--param {spec.label}: {spec.path} is {how} by --param {other.label}; "
+                    "one would overwrite the other"
+                )
     return specs
 
 

@@ -139,7 +139,16 @@ def test_a_malformed_param_exits_2_naming_it(tmp_path: Path, param: str, message
         (["model.head.dropout=choice:0.1,2"], [], "model.head.dropout=2 gives a config"),
         # The same path twice, or also set by --set.
         (["optimizer.lr=0.1:0.2", "optimizer.lr=log:1e-4:1e-2"], [], "already swept by"),
-        (["optimizer.lr=0.1:0.2"], ["--set", "optimizer.lr=0.1"], "also set by --set"),
+        (["optimizer.lr=0.1:0.2"], ["--set", "optimizer.lr=0.1"], "--set optimizer.lr sets it"),
+        # A path inside another: the one applied last would silently win.
+        (["optimizer.lr=log:1e-4:1e-2", "optimizer=choice:adam,sgd"], [], "overlapping"),
+        (["optimizer=choice:adam,adamw"], ["--set", "optimizer.lr=0.05"], "--set optimizer.lr"),
+        # Both ends of a float range pass on an integer setting; a value between does not.
+        (["trainer.batch_size=8:32"], [], "sweep it as trainer.batch_size=int:LOW:HIGH"),
+        # A middle choice is checked too.
+        (["optimizer=choice:adam,adamx,sgd"], [], "optimizer=adamx gives a config"),
+        # A list index past the end names the --param, not a --set.
+        (["model.head.hidden.5=int:8:16"], [], "model.head.hidden.5=8 gives a config"),
     ],
 )
 def test_a_param_the_config_refuses_exits_2_before_training(
