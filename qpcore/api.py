@@ -7,7 +7,6 @@ Lightning loop can use a qpcore loss, optimizer or backbone without a run.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,10 +75,9 @@ def train(
         >>> result = qpcore.train("random", ["trainer.epochs=2"])  # doctest: +SKIP
         >>> result.results["val"]["pearson"]  # doctest: +SKIP
     """
-    from qpcore.config_io import apply_overrides, load_run_config
+    from qpcore.config_io import load_run_config
     from qpcore.registry import default_registry
     from qpcore.trainer import Trainer, new_run_dir
-    from qpcore.validate import resolve_config
 
     registry = registry or default_registry()
     overrides = list(overrides)
@@ -87,10 +85,6 @@ def train(
         if overrides:
             raise QPError("overrides apply to a config file or mapping, not a RunConfig")
         cfg = config
-    elif isinstance(config, Mapping):
-        data = copy.deepcopy(dict(config))
-        overridden = apply_overrides(data, overrides)
-        cfg = resolve_config(data, registry, "the config given", overridden=overridden)
     else:
         cfg = load_run_config(config, overrides, registry)
     run_dir = Path(out) if out is not None else new_run_dir(cfg.output.dir, cfg.output.name)

@@ -6,6 +6,7 @@ into plain data *and* a map from each key's dotted path to its line.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -275,12 +276,12 @@ def _set_path(node: Any, parts: list[str], value: Any) -> str | None:
 
 
 def load_run_config(
-    path: str | Path | None = None,
+    path: str | Path | Mapping[str, Any] | None = None,
     overrides: Iterable[str] = (),
     registry: Registry | None = None,
     strict: bool = True,
 ) -> RunConfig:
-    """Load a config file (or the packaged default), apply overrides, validate.
+    """Load a config file (the packaged default, or a mapping), apply overrides, validate.
 
     Raises:
         ConfigFileError: The file is missing, empty or not valid YAML/JSON.
@@ -294,11 +295,14 @@ def load_run_config(
 
 
 def read_config_source(
-    path: str | Path | None,
+    path: str | Path | Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], dict[Path_, int], str]:
-    """The raw data of a config file or packaged config (``None``: the default),
-    its line map and the name messages give it; for callers that must keep
-    the data as written (a sweep stores it) before it is resolved."""
+    """The raw data of a config file, a packaged config (``None``: the
+    default) or a mapping (copied), its line map and the name messages give
+    it; for callers that must keep the data as written (a sweep stores it)
+    before it is resolved."""
+    if isinstance(path, Mapping):
+        return copy.deepcopy(dict(path)), {}, "the config given"
     name = packaged_name(path)
     if name is not None:
         source = f"packaged config {name} ({name}.yaml)"

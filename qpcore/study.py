@@ -32,7 +32,7 @@ import yaml
 from scipy import stats
 from tqdm import tqdm
 
-from qpcore.compare import compare_predictions
+from qpcore.compare import ALPHA, compare_predictions
 from qpcore.config import RunConfig
 from qpcore.crossval import summarise
 from qpcore.errors import ConfigError, QPError
@@ -302,22 +302,17 @@ def paired_against(
     if len(pairs) >= 2 and len({round(a - b, 12) for a, b in pairs}) > 1:
         test = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs])
         t_test = {"t": float(test.statistic), "p_value": float(test.pvalue), "seeds": len(pairs)}
-    better = sum(
-        1
+    significant = [
+        s["pearson"]["difference"]
         for s in seeds
-        if s.get("williams") and s["williams"]["p_value"] < 0.05 and s["pearson"]["difference"] > 0
-    )
-    worse = sum(
-        1
-        for s in seeds
-        if s.get("williams") and s["williams"]["p_value"] < 0.05 and s["pearson"]["difference"] < 0
-    )
+        if s.get("williams") and s["williams"]["p_value"] < ALPHA
+    ]
     return {
         "seeds": seeds,
         "pearson_difference": _mean([a - b for a, b in pairs]),
         "mae_difference": _mean([s["mae"]["difference"] for s in seeds]),
-        "seeds_better": better,
-        "seeds_worse": worse,
+        "seeds_better": sum(d > 0 for d in significant),
+        "seeds_worse": sum(d < 0 for d in significant),
         "t_test_pearson": t_test,
     }
 

@@ -172,11 +172,7 @@ def _read_base(
     from qpcore.config_io import apply_overrides, read_config_source
     from qpcore.validate import resolve_config
 
-    lines: dict[Any, int] = {}
-    if isinstance(config, Mapping):
-        data, source = copy.deepcopy(dict(config)), "the config given"
-    else:
-        data, lines, source = read_config_source(config)
+    data, lines, source = read_config_source(config)
     overridden = apply_overrides(data, overrides)
     cfg = resolve_config(data, registry, source, lines, True, overridden)
     return data, cfg, source, overridden
