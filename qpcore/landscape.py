@@ -65,6 +65,7 @@ from qpcore.checkpoint import load_checkpoint
 from qpcore.config import RunConfig
 from qpcore.data.dataset import cache_root
 from qpcore.errors import QPError
+from qpcore.evaluation import regression_metrics
 from qpcore.feature_cache import cached_features, compute_features
 from qpcore.loss_output import split_loss_output
 from qpcore.model import QualityModel
@@ -136,7 +137,7 @@ class Landscape:
     ignored: list[str]
     alphas: list[float]
     losses: list[float]
-    mae: list[float]
+    mae: list[float | None]
     pearson: list[float | None]
     grid_alphas: list[float]
     grid: list[list[float]]
@@ -281,19 +282,6 @@ def _moved(
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(trained[name])
-
-
-def _mae_pearson(pred: np.ndarray, target: np.ndarray) -> tuple[float, float | None]:
-    """MAE and Pearson's r of one point of the line (r undefined: ``None``)."""
-    if not len(pred):
-        return math.nan, None
-    pred, target = pred.astype(np.float64), target.astype(np.float64)
-    mae = float(np.abs(pred - target).mean())
-    a, b = pred - pred.mean(), target - target.mean()
-    denominator = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
-    if not np.isfinite(denominator) or denominator == 0:
-        return mae, None
-    return mae, float((a * b).sum() / denominator)
 
 
 # --- summaries -----------------------------------------------------------------
@@ -486,10 +474,10 @@ def loss_landscape(
         for alpha in alphas:
             place([alpha, 0.0])
             value, pred = objective()
-            mae, pearson = _mae_pearson(pred, target)
+            scores = regression_metrics(pred, target)
             losses.append(value)
-            maes.append(mae)
-            pearsons.append(pearson)
+            maes.append(scores["mae"])
+            pearsons.append(scores["pearson"])
             bar.update()
         for i, alpha in enumerate(grid_alphas):
             for j, beta in enumerate(grid_alphas):
