@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,33 @@ def test_a_killed_worker_is_retried_once(name: str, tmp_path: Path) -> None:
         index, text = result if isinstance(result, tuple) else (int(result.split()[1]), result)
         results[index] = text
     assert results == {0: "done 0", 1: "done 1", 2: CRASHED, 3: "done 3"}
+
+
+def sleeps_beside_a_crash(job: Job) -> str:
+    """Job 0 runs for a second; job 1 kills its worker every time, while job 0 runs."""
+    if job.index == 1:
+        time.sleep(0.2)
+        os._exit(1)
+    time.sleep(1.0)
+    return f"done {job.index}"
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_a_job_beside_a_crashing_one_is_not_blamed(name: str, tmp_path: Path) -> None:
+    """A dying worker breaks the whole local pool; only the job that killed it
+    is reported (blaming every job in flight reported job 0 as crashed too)."""
+    if name == "ray":
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    executor = build_executor(name, workers=2)
+    jobs = [Job(i, "") for i in range(2)]
+    failed = lambda job, error: (job.index, error)  # noqa: E731
+    results = dict(
+        result if isinstance(result, tuple) else (0, result)
+        for result in executor.run(jobs, sleeps_beside_a_crash, failed, TimeLimit())
+    )
+    assert results == {0: "done 0", 1: CRASHED}
 
 
 def test_a_missing_ray_extra_says_how_to_install_it(tmp_path: Path) -> None:

@@ -999,3 +999,19 @@ def test_executor_kit_catches_a_crash_that_is_not_retried(tmp_path: Path) -> Non
     broken = ExecutorSpec("broken", lambda _p: GivesUp(2), ExecutorParams)
     with pytest.raises(AssertionError, match="a job whose worker died once gave"):
         assert_executor_conforms(broken, limit_s=0.2, workdir=tmp_path)
+
+
+def test_executor_kit_catches_a_crash_that_blames_its_bystanders(tmp_path: Path) -> None:
+    class BlamesAll(LocalPool):
+        """Reports every job of a run in which a worker died twice as crashed."""
+
+        def run(self, todo: Sequence[Any], call: Any, failed: Any, limit: Any) -> Iterator[Any]:
+            from qpcore.data.pool import CRASHED
+
+            if any(getattr(job, "action", "") == "crash_always" for job in todo):
+                return iter([failed(job, CRASHED) for job in todo])
+            return super().run(todo, call, failed, limit)
+
+    broken = ExecutorSpec("broken", lambda _p: BlamesAll(2), ExecutorParams)
+    with pytest.raises(AssertionError, match=r"a job whose worker always dies: job 1 gave"):
+        assert_executor_conforms(broken, limit_s=0.2, workdir=tmp_path)

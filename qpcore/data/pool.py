@@ -9,10 +9,14 @@ on untrusted images needs and the executor does not:
   the whole trace, so no Python thread or signal handler runs until it returns.
 * **Workers die with their parent**, kill -9 included (``PR_SET_PDEATHSIG`` on
   Linux, a watch on the parent's pid elsewhere), instead of idling forever.
-* **A crashed worker** (a segfault in native code) breaks the pool: it is rebuilt
-  and the jobs in flight are retried once; a job in flight at two breakages is
-  reported as the one that crashes. A job killed for its deadline is reported
-  at once, and the others in flight are retried without counting an attempt.
+* **A crashed worker** (a segfault in native code) breaks the pool and takes the
+  other workers with it: the pool is rebuilt, and the jobs that were *running*
+  (shared memory says which) are retried once each, alone, so a job is blamed
+  only for a crash it caused by itself. Blaming every job in flight would
+  report an innocent image that merely ran beside a bad one twice. Jobs still
+  waiting go back to the queue without counting an attempt, as do all the
+  others when the breakage was our own kill of a job past its deadline (that
+  job is reported at once).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -136,9 +139,9 @@ def run_pool(
         limit: How long a job may run before its worker is killed.
     """
     queue = list(reversed(todo))
-    attempts: Counter[int] = Counter()
+    suspects: list[J] = []  # running at a crash: each is retried alone, once
     context = multiprocessing.get_context()
-    while queue:
+    while queue or suspects:
         array = context.Array("d", workers * _FIELDS, lock=False)
         counter = context.Value("i", 0)
         pool = ProcessPoolExecutor(
@@ -146,11 +149,18 @@ def run_pool(
         )
         flight: dict[Future[R], J] = {}
         killed: dict[int, float] = {}  # job index -> seconds it had
+        alone: J | None = None  # the suspect running by itself, if any
         try:
-            while queue or flight:
-                while queue and len(flight) < 4 * workers:
-                    job = queue.pop()
-                    flight[pool.submit(_run, call, job)] = job
+            while queue or suspects or flight:
+                if alone is not None and not flight:
+                    alone = None  # it finished: the next suspect, or the queue
+                if alone is None and suspects and not flight:
+                    alone = suspects.pop()
+                    flight[pool.submit(_run, call, alone)] = alone
+                elif alone is None and not suspects:
+                    while queue and len(flight) < 4 * workers:
+                        job = queue.pop()
+                        flight[pool.submit(_run, call, job)] = job
                 finished, _ = wait(flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
                 for future in finished:
                     result = future.result()  # raises for a broken pool: keep the job
@@ -158,14 +168,14 @@ def run_pool(
                     yield result
                 killed.update(_kill_overdue(array, workers, flight, limit))
         except BrokenProcessPool:
+            running = _running(array, workers)
             for job in flight.values():
                 if job.index in killed:
                     yield failed(job, timed_out(killed[job.index]))
-                    continue
-                if not killed:
-                    attempts[job.index] += 1
-                if attempts[job.index] >= 2:
-                    yield failed(job, CRASHED)
+                elif alone is not None and job.index == alone.index:
+                    yield failed(job, CRASHED)  # it crashed with nothing else running
+                elif not killed and (job.index in running or not running):
+                    suspects.append(job)
                 else:
                     queue.append(job)
             continue
@@ -212,6 +222,18 @@ class LocalPool:
         if self.workers == 1 and math.isinf(limit.floor):
             return (call(job) for job in todo)
         return run_pool(todo, self.workers, call, failed, limit)
+
+
+def _running(array: Any, workers: int) -> set[int]:
+    """The jobs whose workers had started them and not finished when the pool broke.
+
+    A worker that dies or is terminated mid-job never clears its start time.
+    """
+    return {
+        int(array[slot * _FIELDS + 1])
+        for slot in range(workers)
+        if array[slot * _FIELDS] > 0 and array[slot * _FIELDS + 2] > 0
+    }
 
 
 def _kill_overdue(
