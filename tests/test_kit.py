@@ -985,33 +985,31 @@ def test_executor_kit_takes_results_in_any_order() -> None:
     )
 
 
-def test_executor_kit_catches_a_crash_that_is_not_retried(tmp_path: Path) -> None:
-    class GivesUp(LocalPool):
-        """Reports a job whose worker died as crashed at once, without the retry."""
+class FailsAll(LocalPool):
+    """Reports every job of a run holding a job that ``action`` as crashed, at once."""
 
-        def run(self, todo: Sequence[Any], call: Any, failed: Any, limit: Any) -> Iterator[Any]:
-            from qpcore.data.pool import CRASHED
+    def __init__(self, action: str) -> None:
+        super().__init__(2)
+        self.action = action
 
-            if any(getattr(job, "action", "") == "crash_once" for job in todo):
-                return iter([failed(job, CRASHED) for job in todo])
-            return super().run(todo, call, failed, limit)
+    def run(self, todo: Sequence[Any], call: Any, failed: Any, limit: Any) -> Iterator[Any]:
+        from qpcore.data.pool import CRASHED
 
-    broken = ExecutorSpec("broken", lambda _p: GivesUp(2), ExecutorParams)
-    with pytest.raises(AssertionError, match="a job whose worker died once gave"):
-        assert_executor_conforms(broken, limit_s=0.2, workdir=tmp_path)
+        if any(getattr(job, "action", "") == self.action for job in todo):
+            return iter([failed(job, CRASHED) for job in todo])
+        return super().run(todo, call, failed, limit)
 
 
-def test_executor_kit_catches_a_crash_that_blames_its_bystanders(tmp_path: Path) -> None:
-    class BlamesAll(LocalPool):
-        """Reports every job of a run in which a worker died twice as crashed."""
-
-        def run(self, todo: Sequence[Any], call: Any, failed: Any, limit: Any) -> Iterator[Any]:
-            from qpcore.data.pool import CRASHED
-
-            if any(getattr(job, "action", "") == "crash_always" for job in todo):
-                return iter([failed(job, CRASHED) for job in todo])
-            return super().run(todo, call, failed, limit)
-
-    broken = ExecutorSpec("broken", lambda _p: BlamesAll(2), ExecutorParams)
-    with pytest.raises(AssertionError, match=r"a job whose worker always dies: job 1 gave"):
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("crash_once", "a job whose worker died once gave"),  # no retry
+        ("crash_always", "a job whose worker always dies: job 1 gave"),  # blames a bystander
+    ],
+)
+def test_executor_kit_catches_a_crash_handled_wrongly(
+    action: str, message: str, tmp_path: Path
+) -> None:
+    broken = ExecutorSpec("broken", lambda _p: FailsAll(action), ExecutorParams)
+    with pytest.raises(AssertionError, match=message):
         assert_executor_conforms(broken, limit_s=0.2, workdir=tmp_path)
