@@ -136,6 +136,30 @@ def test_onecycle_steps_per_batch_and_ignores_epoch_ends(builtins: Registry) -> 
     assert lrs[-1] < 0.4 / 25
 
 
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+def test_onecycle_holds_its_final_rate_after_the_last_step(
+    builtins: Registry, strategy: str
+) -> None:
+    """The trainer steps after every optimizer step, the last one included:
+    torch's OneCycle extrapolated that rate (below zero with linear)."""
+    optimizer = make_optimizer(builtins, lr=0.4)
+    sched = make_scheduler(
+        builtins, optimizer, "onecycle", epochs=2, steps=5, anneal_strategy=strategy
+    )
+    lrs = [lr_of(optimizer)]
+    for _ in range(10):  # one per optimizer step of the 2 x 5
+        sched.step_batch()
+        lrs.append(lr_of(optimizer))
+    final = 0.4 / 25 / 1e4
+    assert lrs[9] == pytest.approx(final) and lrs[10] == pytest.approx(final)
+    assert min(lrs) > 0 and max(lrs) == pytest.approx(0.4)
+    state = sched.state_dict()
+    sched.step_batch()  # past the end, also after a resume
+    sched.load_state_dict(state)
+    sched.step_batch()
+    assert lr_of(optimizer) == pytest.approx(final)
+
+
 def test_scheduler_state_resumes_exactly(builtins: Registry) -> None:
     def run(split: int | None) -> list[float]:
         optimizer = make_optimizer(builtins, lr=1.0)

@@ -92,10 +92,10 @@ def build_step(
 def build_onecycle(
     optimizer: torch.optim.Optimizer, params: OneCycleParams, context: ScheduleContext
 ) -> lr_scheduler.OneCycleLR:
-    from torch.optim import lr_scheduler
+    from qp_schedulers.onecycle import BoundedOneCycleLR
 
     max_lr = params.max_lr or [group["lr"] for group in optimizer.param_groups]
-    return lr_scheduler.OneCycleLR(
+    return BoundedOneCycleLR(
         optimizer,
         max_lr=max_lr,
         total_steps=context.epochs * context.steps_per_epoch,
