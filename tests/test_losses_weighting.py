@@ -553,6 +553,10 @@ def _ddp_rank(rank: int, world: int, folder: str) -> None:
             used.append([out[f"weight_{c}"].item() for c in COMPONENTS])
         record.append({"means": [s / rows for s in sums], "used": used})
     Path(folder, f"rank{rank}.json").write_text(json.dumps(record))
+    # As qpcore.distributed.close does: a rank leaving while the other still
+    # finishes its last all-reduce aborts in gloo's threads.
+    del ddp
+    dist.barrier()
     dist.destroy_process_group()
 
 
