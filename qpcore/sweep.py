@@ -38,11 +38,11 @@ import signal
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from qpcore.errors import QPError
+from qpcore.errors import ConfigError, QPError
 from qpcore.hookspecs import hookimpl
 from qpcore.sweep_params import (
     GRAMMAR,
@@ -215,13 +215,30 @@ def check_params(
                 trial, paths = trial_data(data, [spec], {spec.path: value})
                 resolve_config(trial, registry, source, None, True, [*overridden, *paths])
             except QPError as exc:
-                hint = ""
-                if spec.kind in ("float", "log") and float(spec.low).is_integer():  # type: ignore[arg-type]
-                    hint = f"\n(an integer setting? sweep it as {spec.path}=int:LOW:HIGH)"
                 raise QPError(
                     f"--param {spec.label}: {spec.path}={yaml_scalar(value)} gives a config "
-                    f"that cannot run:\n{exc}{hint}"
+                    f"that cannot run:\n{_trial_problems(spec, exc)}"
                 ) from None
+
+
+def _trial_problems(spec: ParamSpec, exc: QPError) -> str:
+    """The config's problems with one value of ``spec``: the value's own are
+    shown at its path (they were set as overrides, but not by a ``--set``),
+    with a hint when a float range meets an integer setting."""
+    if not isinstance(exc, ConfigError):
+        return str(exc)
+    mine = [i for i in exc.issues if overlaps(i.path, spec.path)]
+    lines = [
+        str(replace(i, from_set=False, message=i.message.removeprefix("--set: ")))
+        if i in mine
+        else str(i)
+        for i in exc.issues
+    ]
+    text = "\n".join("  " + line.replace("\n", "\n    ") for line in lines)
+    integer = any("valid integer" in i.message for i in mine)
+    if integer and spec.kind in ("float", "log"):
+        text += f"\n(an integer setting? sweep it as {spec.path}=int:LOW:HIGH)"
+    return text
 
 
 # --- storage ------------------------------------------------------------------

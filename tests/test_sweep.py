@@ -149,6 +149,8 @@ def test_a_malformed_param_exits_2_naming_it(tmp_path: Path, param: str, message
         (["optimizer=choice:adam,adamx,sgd"], [], "optimizer=adamx gives a config"),
         # A list index past the end names the --param, not a --set.
         (["model.head.hidden.5=int:8:16"], [], "model.head.hidden.5=8 gives a config"),
+        # A path the config lacks: shown at its path, with no integer hint.
+        (["loss.nope=0:1"], [], "\n  loss.nope: Extra inputs are not permitted"),
     ],
 )
 def test_a_param_the_config_refuses_exits_2_before_training(
@@ -160,6 +162,9 @@ def test_a_param_the_config_refuses_exits_2_before_training(
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert f"--param {params[-1]}" in result.stderr
+    # The trial's values are set as overrides, but they are not the user's --set.
+    assert ("--set" in result.stderr) == ("--set" in extra)
+    assert ("int:LOW:HIGH" in result.stderr) == ("int:LOW:HIGH" in message)
     assert not out.exists()
 
 
