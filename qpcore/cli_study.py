@@ -98,4 +98,6 @@ def losses_command(
         on_run=report,
     )
     click.echo(markdown_table(result))
+    for loss, why in result.get("landscape_skipped", {}).items():
+        click.echo(f"no landscape for {loss}: {why}")
     click.echo(f"study folder: {folder} (report.html, study.json, study.md)")

@@ -86,15 +86,17 @@ def parse_losses(text: str, registry: Registry) -> list[str]:
 
 def run_config(base: RunConfig, loss: str, seed: int, registry: Registry) -> RunConfig:
     """``base`` with ``loss`` and ``seed``: the base config's own loss keeps its
-    params, another loss gets its defaults. Monitors shrink to ``anomaly`` (a
-    diverging run stops instead of wasting epochs) and evaluators to none: the
+    params, another loss gets its defaults. Monitors shrink to ``anomaly``
+    (the base config's entry, params included, when it has one: its warnings
+    go to the run's log and count per run) and evaluators to none: the
     study scores the test rows itself, and plots or reports per run would
     cost more than the training of a small head."""
     data = copy.deepcopy(base.to_dict())
     if data["loss"]["name"] != loss:
         data["loss"] = {"name": loss}
     data["trainer"]["seed"] = seed
-    data["monitors"] = [{"name": "anomaly"}]
+    anomaly = [m for m in data["monitors"] if m.get("name") == "anomaly"]
+    data["monitors"] = anomaly[:1] or [{"name": "anomaly"}]
     data["evaluators"] = []
     return resolve_config(data, registry, f"the loss study's run {loss}, seed {seed}")
 
@@ -126,23 +128,45 @@ def _history(folder: Path) -> list[dict[str, Any]]:
     return read_history(folder / "metrics.jsonl")
 
 
-def _check_same_loss(folder: Path, cfg: RunConfig) -> None:
-    """Refuse to reuse or continue a run trained with other loss params: the
-    config digest leaves the loss out (it is what a study varies), so a rerun
-    with ``--set loss.ranking_weight=...`` would otherwise report the old runs."""
+def _check_same_config(folder: Path, cfg: RunConfig) -> None:
+    """Refuse to reuse or continue a run trained with other settings. The
+    study's own digest leaves the loss out (it is what a study varies), and
+    ``study.json`` is written only when a study ends: a rerun after an
+    interruption with ``--set loss.ranking_weight=...`` or other data would
+    otherwise report, or continue, the old runs."""
     saved = folder / "config.yaml"
     if not saved.is_file():
         return
     try:
-        before = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("loss")
-    except (OSError, yaml.YAMLError, AttributeError):
+        before = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
         before = None
-    wanted = cfg.to_dict()["loss"]
-    if before != wanted:
+    wanted = cfg.to_dict()
+    if not isinstance(before, dict):
+        before = {}
+    if before.get("loss") != wanted["loss"]:
         raise QPError(
-            f"{folder}: trained with loss {json.dumps(before)}, this study asks for "
-            f"{json.dumps(wanted)}; give another --out (or the settings it was made with)"
+            f"{folder}: trained with loss {json.dumps(before.get('loss'))}, this study asks "
+            f"for {json.dumps(wanted['loss'])}; give another --out (or the settings it was "
+            "made with)"
         )
+    differ = _differences(before, wanted)
+    if differ:
+        shown = ", ".join(differ[:5]) + (", ..." if len(differ) > 5 else "")
+        raise QPError(
+            f"{folder}: trained with other settings ({shown}) than this study asks for; "
+            "give another --out (or the settings it was made with)"
+        )
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """The dotted paths at which two plain configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            found += _differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return found
+    return [] if a == b else [path or "(top level)"]
 
 
 def _train(
@@ -153,7 +177,10 @@ def _train(
 
     # Monitor warnings (a scale-free loss such as ranking trips the explosion
     # check all run long) go to the run's own log, not between the study's lines.
-    with _warnings_to(warnings_log(folder)):
+    # A run trained from the start (none, or one that died before its first
+    # checkpoint) starts its log afresh: counts are of the run the record keeps.
+    fresh = not (folder / LAST).is_file()
+    with _warnings_to(warnings_log(folder), fresh):
         return _fit(cfg, registry, folder, data, monitors)
 
 
@@ -164,9 +191,9 @@ def warnings_log(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _warnings_to(path: Path) -> Iterator[None]:
+def _warnings_to(path: Path, fresh: bool) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
+    with path.open("w" if fresh else "a", encoding="utf-8") as log, contextlib.redirect_stderr(log):
         yield
 
 
@@ -201,13 +228,21 @@ def train_run(
     registry: Registry,
     data: Any,
     monitors: Sequence[object] = (),
+    data_digest: str = "",
 ) -> StudyRun:
-    """One (loss, seed) run, read back when a previous invocation finished it."""
+    """One (loss, seed) run, read back when a previous invocation finished it
+    on the same rows (``data_digest``: :func:`qpcore.training_data.data_fingerprint`
+    of the study's splits)."""
     cfg = run_config(base, loss, seed, registry)
-    _check_same_loss(folder, cfg)
+    _check_same_config(folder, cfg)
     record_file = folder / RUN_RECORD
     if record_file.is_file():
         record = json.loads(record_file.read_text(encoding="utf-8"))
+        if record.get("data_digest", data_digest) != data_digest:
+            raise QPError(
+                f"{record_file}: scored on other data than this study's (its images or "
+                "labels changed); give another --out"
+            )
         return StudyRun(loss, seed, folder, record)
     results, predictions, error = _train(cfg, registry, folder, data, monitors)
     history = _history(folder)
@@ -217,6 +252,7 @@ def train_run(
     record = {
         "loss": loss,
         "seed": seed,
+        "data_digest": data_digest,
         "epochs": results.get("epochs"),
         "best_epoch": results.get("best_epoch"),
         "stop_reason": results.get("stop_reason"),
@@ -339,7 +375,7 @@ def run_study(
     against. Unless ``quiet``, a progress bar counts the runs and shows the
     epoch the current one has reached.
     """
-    from qpcore.training_data import build_dataset
+    from qpcore.training_data import build_dataset, data_fingerprint, load_splits
 
     if seeds < 1:
         raise QPError("--seeds: at least 1")
@@ -361,7 +397,9 @@ def run_study(
             )
     first_seed = base.trainer.seed
     data = build_dataset(base)  # once: every run trains on the same rows
-    target = _test_target(base, data)
+    splits = load_splits(base, data, None)
+    target = splits["test"].labels.numpy().astype(float)
+    rows_digest = data_fingerprint(splits)
     if len(target) == 0:
         raise QPError(
             f"{data.origin}: no test rows; a loss study scores each loss on them "
@@ -381,7 +419,7 @@ def run_study(
                 seed = first_seed + k
                 folder = out / "runs" / f"{loss}-seed{seed}"
                 watch = _EpochShown(bar, f"{loss} seed {seed}")
-                run = train_run(base, loss, seed, folder, registry, data, [watch])
+                run = train_run(base, loss, seed, folder, registry, data, [watch], rows_digest)
                 runs.setdefault(loss, []).append(run)
                 bar.update()
                 if on_run is not None:
@@ -409,7 +447,9 @@ def run_study(
         ],
     }
     curves = {loss: [_history(r.folder) for r in rs] for loss, rs in runs.items()}
-    landscapes = _landscapes(runs) if landscape else {}
+    landscapes, skipped = _landscapes(runs, registry, len(splits["val"])) if landscape else ({}, {})
+    if skipped:
+        result["landscape_skipped"] = skipped
     if landscapes:
         result["landscape"] = {
             loss: {
@@ -431,40 +471,55 @@ def run_study(
     return result
 
 
-def _test_target(base: RunConfig, data: Any) -> np.ndarray:
-    """The test labels every run was scored on (the dataset's own split)."""
-    from qpcore.training_data import load_splits
-
-    return load_splits(base, data, None)["test"].labels.numpy().astype(float)
-
-
 #: The study's landscape: a 41-point line and an 11 x 11 grid per loss, in
 #: this folder of the run (``qp landscape`` writes ``landscape/``).
 LANDSCAPE_STEPS, LANDSCAPE_GRID = 41, 11
 LANDSCAPE_DIR = "study-landscape"
 
 
-def _landscapes(runs: Mapping[str, Sequence[StudyRun]]) -> dict[str, Any]:
+def _landscapes(
+    runs: Mapping[str, Sequence[StudyRun]], registry: Registry, val_rows: int
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The landscape of each loss's first finished seed, kept in its folder
     (``study-landscape/``, apart from what ``qp landscape`` writes) and read
     back by a rerun when it is still that of the run's best checkpoint: every
-    loss on the same split, direction seed and span, so the lines compare."""
+    loss on the same split, direction seed and span, so the lines compare.
+
+    Returns the landscapes and, per loss left without one, why: a landscape
+    is an extra, so one that cannot be drawn must not lose the study's tables.
+    """
     from qpcore.landscape import loss_landscape, read_landscape, write_landscape
 
-    found = {}
+    found, skipped = {}, {}
     for loss, rs in runs.items():
         run = next((r for r in rs if not r.diverged and (r.folder / "best.pt").is_file()), None)
         if run is None:
+            skipped[loss] = "no seed finished with a best checkpoint"
+            continue
+        if val_rows == 0:
+            skipped[loss] = "no validation rows to evaluate the loss on"
             continue
         saved = run.folder / LANDSCAPE_DIR / "landscape.json"
-        land = read_landscape(saved) if saved.is_file() else None
+        try:
+            land = read_landscape(saved) if saved.is_file() else None
+        except QPError:
+            land = None  # damaged or from another version: computed again
         if land is None or not _is_study_landscape(land, run):
-            land = loss_landscape(
-                run.folder, split="val", steps=LANDSCAPE_STEPS, grid=LANDSCAPE_GRID, seed=0
-            )
+            try:
+                land = loss_landscape(
+                    run.folder,
+                    split="val",
+                    steps=LANDSCAPE_STEPS,
+                    grid=LANDSCAPE_GRID,
+                    seed=0,
+                    registry=registry,
+                )
+            except QPError as exc:
+                skipped[loss] = str(exc)
+                continue
             write_landscape(land, saved.parent)
         found[loss] = land
-    return found
+    return found, skipped
 
 
 def _is_study_landscape(land: Any, run: StudyRun) -> bool:

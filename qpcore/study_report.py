@@ -134,14 +134,22 @@ def runs_section(result: Mapping[str, Any]) -> Section:
     return Section("Runs", table(headers, rows))
 
 
-def landscape_section(landscapes: Mapping[str, Any]) -> Section | None:
+def landscape_section(
+    landscapes: Mapping[str, Any], skipped: Mapping[str, str] | None = None
+) -> Section | None:
     """Each loss's landscape around its trained head (Li et al. 2018): the loss
     relative to its value at the trained weights and the MAE along one
     filter-normalised direction, overlaid (the same direction seed for every
     loss), then each loss's 2-D grid. A flat basin tolerates the weight noise
-    of another seed or another dataset better than a sharp one."""
+    of another seed or another dataset better than a sharp one. A loss left
+    without one is listed with the reason."""
+    missing = paragraph(
+        "No landscape for "
+        + "; ".join(f"{loss}: {why}" for loss, why in (skipped or {}).items())
+        + "."
+    )
     if not landscapes:
-        return None
+        return Section("Loss landscape", missing) if skipped else None
     from qpcore import plots
     from qpcore.landscape import draw_2d
 
@@ -180,7 +188,8 @@ def landscape_section(landscapes: Mapping[str, Any]) -> Section | None:
         "filter-normalised random directions (biases and batch-norm kept); "
         "qp landscape RUN draws the same for any run."
     )
-    return Section("Loss landscape", join([intro, table(headers, rows)]), figures)
+    parts = [intro, table(headers, rows), *([missing] if skipped else [])]
+    return Section("Loss landscape", join(parts), figures)
 
 
 def write_study_report(
@@ -208,7 +217,7 @@ def write_study_report(
             [Figure("study_curves", "Validation and training curves", plots.study_curves(curves))],
         )
     )
-    landscape = landscape_section(landscapes)
+    landscape = landscape_section(landscapes, result.get("landscape_skipped"))
     if landscape is not None:
         sections.append(landscape)
     sections.append(runs_section(result))

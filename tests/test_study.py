@@ -8,20 +8,25 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from test_monitors import GLITCH_LOSS
 from test_report import HOSTILE
 from test_trainer import run_config
 
+from qpcore import LossSpec, hookimpl
 from qpcore.cli import cli
 from qpcore.config_io import load_run_config
 from qpcore.errors import ConfigError, QPError
-from qpcore.registry import default_registry
+from qpcore.manager import PluginInfo, PluginManager
+from qpcore.registry import Registry, default_registry
 from qpcore.study import RUN_RECORD, epochs_to_converge, parse_losses, run_study
+from qpcore.study import run_config as study_run_config
 from qpcore.validate import resolve_config
 
 from conftest import make_distribution
@@ -34,6 +39,18 @@ def test_convergence_is_the_first_epoch_within_one_percent_of_the_best() -> None
     assert epochs_to_converge([None, math.nan]) is None
     # Negative losses (uncertainty weighting adds log-variances) use |best|.
     assert epochs_to_converge([-1.0, -1.995, -2.0]) == 2
+
+
+def test_study_runs_keep_the_config_s_anomaly_settings_and_no_other_monitor() -> None:
+    registry = default_registry()
+    monitors = "monitors=[progress, {name: anomaly, action: stop}, csv]"
+    base = load_run_config(None, [monitors], registry)
+    cfg = study_run_config(base, "mse", 3, registry)
+    assert [(m["name"], m["action"]) for m in cfg.to_dict()["monitors"]] == [("anomaly", "stop")]
+    assert cfg.trainer.seed == 3 and cfg.evaluators == []
+    plain_base = load_run_config(None, ["monitors=[csv]"], registry)
+    plain = study_run_config(plain_base, "mse", 0, registry)
+    assert [m["name"] for m in plain.to_dict()["monitors"]] == ["anomaly"]
 
 
 def test_losses_are_checked_before_anything_trains() -> None:
@@ -143,6 +160,9 @@ def test_landscapes_join_the_report_and_are_kept_in_the_run_folders(
     before = kept.stat().st_mtime_ns
     run_study(base, ["mse", "combined"], 2, out, registry, landscape=True)
     assert kept.stat().st_mtime_ns == before  # read back, not recomputed
+    kept.write_text("{damaged")  # not ours to trust: computed again
+    again = run_study(base, ["mse", "combined"], 2, out, registry, landscape=True)
+    assert set(again["landscape"]) == {"mse", "combined"} and json.loads(kept.read_text())
 
 
 def test_a_rerun_reuses_finished_runs_and_continues_a_stopped_one(
@@ -169,6 +189,21 @@ def test_a_rerun_reuses_finished_runs_and_continues_a_stopped_one(
     changed = load_run_config(cfg, ["data.val_fraction=0.3"], registry)
     with pytest.raises(QPError, match="another config"):
         run_study(changed, ["mse"], 1, out, registry, landscape=False)
+    # The same after an interruption, before study.json was written: each run's
+    # own config refuses it, and a record scored on other rows is refused too.
+    definition = out / "study.json"
+    saved = definition.read_text()
+    record = json.loads(kept.read_text())
+    definition.unlink()
+    try:
+        with pytest.raises(QPError, match=r"mse-seed0: trained with other settings \(data\.val"):
+            run_study(changed, ["mse"], 1, out, registry, landscape=False)
+        kept.write_text(json.dumps({**record, "data_digest": "0" * 64}))
+        with pytest.raises(QPError, match="scored on other data"):
+            run_study(base, ["mse"], 1, out, registry, landscape=False)
+    finally:
+        definition.write_text(saved)
+        kept.write_text(json.dumps(record))
 
 
 def test_a_diverging_loss_is_counted_not_fatal(
@@ -203,6 +238,58 @@ def test_a_study_without_test_rows_is_refused_before_training(
     with pytest.raises(QPError, match="no test rows"):
         run_study(resolve_config(cfg, registry), ["mse"], 1, tmp_path / "out", registry)
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_a_study_without_validation_rows_reports_without_landscapes(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    """A landscape is evaluated on the val rows: none there leaves the study's
+    tables whole and says why each landscape is missing."""
+    registry = default_registry()
+    cfg = run_config(tiny_manifest, tmp_path, trainer={"epochs": 2})
+    cfg["data"]["val_fraction"] = 0.0
+    cfg["trainer"]["early_stopping"] = {"monitor": "train_loss"}
+    cfg["trainer"]["checkpoint"] = {"monitor": "train_loss"}
+    out = tmp_path / "out"
+    # A log left by an attempt that died before its first checkpoint: not counted.
+    stale = out / "runs" / "mse-seed0.log"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("warning: from an attempt that left no checkpoint\n" * 3)
+    result = run_study(resolve_config(cfg, registry), ["mse"], 1, out, registry, landscape=True)
+    assert "attempt" not in stale.read_text()
+    assert result["runs"][0]["warnings"] == stale.read_text().count("warning:")
+    assert result["landscape_skipped"] == {"mse": "no validation rows to evaluate the loss on"}
+    assert "landscape" not in result and (out / "study.md").is_file()
+    page = (out / "report.html").read_text()
+    assert "No landscape for mse: no validation rows" in page
+
+
+class _CodeMSE(torch.nn.Module):
+    def __init__(self, params: Any = None) -> None:
+        super().__init__()
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((pred.reshape(-1) - target.reshape(-1)) ** 2).mean()
+
+
+class _CodePlugin:
+    @hookimpl
+    def qp_register_losses(self) -> list[LossSpec]:
+        return [LossSpec("code_mse", _CodeMSE, summary="mse, registered in code")]
+
+
+def test_a_study_uses_its_registry_for_the_landscapes_too(
+    tiny_manifest: Path, tmp_path: Path
+) -> None:
+    """A loss only the given registry knows (registered in code, not through an
+    entry point) trains and gets its landscape."""
+    manager = PluginManager(disabled=set())
+    manager.load_entrypoints()
+    manager.register(_CodePlugin(), PluginInfo("code", "code", "code", "1"))
+    registry = Registry(manager)
+    base = resolve_config(run_config(tiny_manifest, tmp_path, trainer={"epochs": 2}), registry)
+    result = run_study(base, ["code_mse"], 1, tmp_path / "out", registry, landscape=True)
+    assert "landscape_skipped" not in result and set(result["landscape"]) == {"code_mse"}
 
 
 def test_cli_refuses_an_unknown_loss_or_baseline_with_exit_2(tmp_path: Path) -> None:
