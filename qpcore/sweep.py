@@ -35,6 +35,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from qpcore.errors import ConfigError, QPError
 from qpcore.hookspecs import hookimpl
+from qpcore.specs import KINDS
 from qpcore.sweep_params import (
     GRAMMAR,
     ParamSpec,
@@ -330,7 +332,8 @@ class _PruningMonitor:
         if not isinstance(value, int | float) or not math.isfinite(value):
             return
         self.trial.report(float(value), epoch)
-        if self.pruned_at is None and self.trial.should_prune():
+        last = epoch >= run.cfg.trainer.epochs  # stopping there saves nothing
+        if self.pruned_at is None and not last and self.trial.should_prune():
             self.pruned_at = epoch
             run.request_stop(f"pruned by the sweep at epoch {epoch} ({self.metric} {value:.4g})")
 
@@ -509,9 +512,12 @@ class _Worker:
 
 
 def _worker_main(job: _Job, index: int) -> None:
-    """Entry point of a worker process (``--jobs`` > 1)."""
-    import sys
+    """Entry point of a worker process (``--jobs`` > 1). A worker dies with
+    the sweep's process: one left training after a kill would hold trials
+    that the next sweep on the folder (the lock being free) marks failed."""
+    from qpcore.data.pool import die_with_parent
 
+    die_with_parent()
     _optuna().logging.set_verbosity(_optuna().logging.WARNING)
     if job.threads:
         import torch
@@ -526,6 +532,23 @@ def _worker_main(job: _Job, index: int) -> None:
     except QPError as exc:
         print(f"Error (sweep worker {index}): {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def _check_workers_registry(registry: Registry) -> None:
+    """Worker processes load the installed plugins themselves: refuse a
+    registry holding components that they would not find."""
+    from qpcore.registry import default_registry
+
+    def named(r: Registry) -> set[tuple[str, str]]:
+        return {(k, n) for k in KINDS for n in r.names(k)}
+
+    extra = sorted(named(registry) - named(default_registry()))
+    if extra:
+        shown = ", ".join(f"{kind} {name!r}" for kind, name in extra)
+        raise QPError(
+            f"jobs > 1: each worker process loads the installed plugins, which lack "
+            f"{shown} of the registry given; install it as a plugin or use jobs=1"
+        )
 
 
 def _cores() -> int:
@@ -670,6 +693,7 @@ def run_sweep(
                 if workers == 1:
                     _Worker(job, 0, registry).run()
                 elif workers > 1:
+                    _check_workers_registry(registry)
                     _prepare_data(definition, registry)
                     job.threads = max(1, _cores() // workers)
                     codes = _run_workers(job, workers)
@@ -689,6 +713,21 @@ def run_sweep(
     return result
 
 
+def _warn_if_loss_scaled(params: Sequence[ParamSpec], metric: str) -> None:
+    """``val_loss`` is the run's own loss: with the loss swept, trials are
+    compared on different scales (a smaller ranking weight lowers it by
+    itself), so the best trial and the importances mean little."""
+    swept = [p.path for p in params if overlaps(p.path, "loss")]
+    if swept and metric.endswith("_loss"):
+        print(
+            f"warning: {', '.join(swept)} changes the loss that {metric} measures, so "
+            "trials are compared on different scales; sweep on a metric every trial "
+            "shares: --set trainer.early_stopping.monitor=val_mae (or val_pearson)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def define(
     config: str | Path | Mapping[str, Any] | None,
     params: Sequence[ParamSpec],
@@ -701,6 +740,7 @@ def define(
     data, cfg, source, overridden = _read_base(config, list(overrides), registry)
     check_params(params, data, overridden, registry, source)
     metric = cfg.trainer.early_stopping.monitor
+    _warn_if_loss_scaled(params, metric)
     direction: Literal["minimize", "maximize"] = (
         "maximize" if metric_mode(metric) == "max" else "minimize"
     )

@@ -278,15 +278,20 @@ class _CodePlugin:
         return [LossSpec("code_mse", _CodeMSE, summary="mse, registered in code")]
 
 
+def code_registry() -> Registry:
+    """The installed plugins plus a loss ``code_mse`` registered in code only."""
+    manager = PluginManager(disabled=set())
+    manager.load_entrypoints()
+    manager.register(_CodePlugin(), PluginInfo("code", "code", "code", "1"))
+    return Registry(manager)
+
+
 def test_a_study_uses_its_registry_for_the_landscapes_too(
     tiny_manifest: Path, tmp_path: Path
 ) -> None:
     """A loss only the given registry knows (registered in code, not through an
     entry point) trains and gets its landscape."""
-    manager = PluginManager(disabled=set())
-    manager.load_entrypoints()
-    manager.register(_CodePlugin(), PluginInfo("code", "code", "code", "1"))
-    registry = Registry(manager)
+    registry = code_registry()
     base = resolve_config(run_config(tiny_manifest, tmp_path, trainer={"epochs": 2}), registry)
     result = run_study(base, ["code_mse"], 1, tmp_path / "out", registry, landscape=True)
     assert "landscape_skipped" not in result and set(result["landscape"]) == {"code_mse"}

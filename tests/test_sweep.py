@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from qpcore import sweep as sweep_module
 from qpcore.cli import cli
 from qpcore.config_io import load_run_config
 from qpcore.errors import QPError
+from qpcore.registry import default_registry
 from qpcore.sweep import ParamSpec, parse_param, parse_params, run_sweep
 
 #: The packaged random-track run, shrunk to seconds: 30 small images, 3 epochs,
@@ -345,6 +349,32 @@ def test_a_pruned_trial_is_a_valid_stopped_run(tmp_path: Path) -> None:
     assert "Not measured" in (out / "report.html").read_text()
 
 
+def test_a_trial_is_never_pruned_at_its_last_epoch(tmp_path: Path) -> None:
+    """Stopping there saves nothing, and a pruned trial leaves best and the
+    importances: the pruner that would stop epoch 3 of 3 lets the trial complete."""
+    pruner = optuna.pruners.ThresholdPruner(upper=0.0, n_warmup_steps=3)
+    result = run_sweep("random", PARAMS[:1], 1, tmp_path / "s", overrides=TINY, pruner=pruner)
+    assert result.counts == {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}
+    assert result.trials[0]["epochs"] == 3
+
+
+def test_sweeping_the_loss_on_its_own_value_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    registry = default_registry()
+    sweep_module.define("random", parse_params(PARAMS[1:2]), TINY, registry)
+    assert "loss.ranking_weight changes the loss that val_loss measures" in capsys.readouterr().err
+    shared = [*TINY, "trainer.early_stopping.monitor=val_mae"]
+    definition = sweep_module.define("random", parse_params(PARAMS[1:2]), shared, registry)
+    assert definition.metric == "val_mae" and capsys.readouterr().err == ""
+
+
+def test_parallel_workers_refuse_a_registry_they_cannot_rebuild() -> None:
+    from test_study import code_registry
+
+    with pytest.raises(QPError, match="lack loss 'code_mse' of the registry given"):
+        sweep_module._check_workers_registry(code_registry())
+    sweep_module._check_workers_registry(default_registry())
+
+
 def test_the_pruners_by_name() -> None:
     assert isinstance(sweep_module.make_pruner("median", 100), optuna.pruners.MedianPruner)
     assert isinstance(sweep_module.make_pruner("hyperband", 100), optuna.pruners.HyperbandPruner)
@@ -365,3 +395,35 @@ def test_continuing_needs_a_stored_sweep(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "holds no sweep to continue" in result.stderr
     result = CliRunner().invoke(cli, ["sweep", "--trials", "2"])
     assert result.exit_code == 2 and "needs its --out" in result.output
+
+
+def test_parallel_workers_end_with_a_killed_sweep(tmp_path: Path) -> None:
+    """kill -9 of the sweep (nothing of it runs to stop them) ends its workers:
+    one left training would hold trials the next sweep, finding the folder's
+    lock free, marks failed under it."""
+    import psutil
+
+    args = ["sweep", "random", "--param", PARAMS[0], "--trials", "4", "--jobs", "2"]
+    endless = ["trainer.epochs=100000", "trainer.early_stopping.patience=100000"]
+    args += ["--out", str(tmp_path / "s"), *sets([*TINY, *endless])]
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "qpcore", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        trials = tmp_path / "s" / "trials"
+        while not (trials.is_dir() and len(list(trials.glob("*/metrics.jsonl"))) == 2):
+            assert sweep.poll() is None and time.monotonic() < deadline, "no 2 trials training"
+            time.sleep(0.5)
+        children = psutil.Process(sweep.pid).children()
+        workers = [p for p in children if "resource_tracker" not in p.cmdline()[-1]]
+        assert len(workers) == 2
+        sweep.kill()
+        sweep.wait(30)
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == []
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()

@@ -78,7 +78,9 @@ def timed_out(limit: float) -> str:
 CRASHED = "the labelling process crashed on this image"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """End this (child) process when its parent dies, kill -9 included, so no
+    orphan keeps working for a parent that is gone."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
@@ -102,7 +104,7 @@ def _init_worker(array: Any, counter: Any) -> None:
     # The parent's SIGTERM handler (stop cleanly) is inherited by fork: a pool
     # stopping its workers with SIGTERM must just end them.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
+    die_with_parent()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -260,4 +262,4 @@ def _kill_overdue(
     return killed
 
 
-__all__ = ["CRASHED", "LocalPool", "TimeLimit", "run_pool", "timed_out"]
+__all__ = ["CRASHED", "LocalPool", "TimeLimit", "die_with_parent", "run_pool", "timed_out"]
