@@ -140,10 +140,9 @@ def _check_same_config(folder: Path, cfg: RunConfig) -> None:
     try:
         before = yaml.safe_load(saved.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        before = None
-    wanted = cfg.to_dict()
-    if not isinstance(before, dict):
         before = {}
+    before = before if isinstance(before, dict) else {}
+    wanted = cfg.to_dict()
     if before.get("loss") != wanted["loss"]:
         raise QPError(
             f"{folder}: trained with loss {json.dumps(before.get('loss'))}, this study asks "
@@ -227,8 +226,8 @@ def train_run(
     folder: Path,
     registry: Registry,
     data: Any,
-    monitors: Sequence[object] = (),
-    data_digest: str = "",
+    monitors: Sequence[object],
+    data_digest: str,
 ) -> StudyRun:
     """One (loss, seed) run, read back when a previous invocation finished it
     on the same rows (``data_digest``: :func:`qpcore.training_data.data_fingerprint`

@@ -226,16 +226,20 @@ class LocalPool:
         return run_pool(todo, self.workers, call, failed, limit)
 
 
-def _running(array: Any, workers: int) -> set[int]:
-    """The jobs whose workers had started them and not finished when the pool broke.
+def _busy(array: Any, workers: int) -> Iterator[tuple[int, float, int, int]]:
+    """``(slot, start, job index, pid)`` of each worker in the middle of a job.
 
     A worker that dies or is terminated mid-job never clears its start time.
     """
-    return {
-        int(array[slot * _FIELDS + 1])
-        for slot in range(workers)
-        if array[slot * _FIELDS] > 0 and array[slot * _FIELDS + 2] > 0
-    }
+    for slot in range(workers):
+        start, index, pid = array[slot * _FIELDS : slot * _FIELDS + _FIELDS]
+        if start > 0 and pid > 0:
+            yield slot, start, int(index), int(pid)
+
+
+def _running(array: Any, workers: int) -> set[int]:
+    """The jobs whose workers had started them and not finished when the pool broke."""
+    return {index for _, _, index, _ in _busy(array, workers)}
 
 
 def _kill_overdue(
@@ -245,20 +249,17 @@ def _kill_overdue(
     now = time.time()
     running = {job.index: job for job in flight.values()}
     killed = {}
-    for slot in range(workers):
-        start, index, pid = array[slot * _FIELDS : slot * _FIELDS + _FIELDS]
-        job = running.get(int(index))
-        if start <= 0 or pid <= 0 or job is None:
-            continue
-        over = limit.overdue(job, now - start)
+    for slot, start, index, pid in _busy(array, workers):
+        job = running.get(index)
+        over = None if job is None else limit.overdue(job, now - start)
         if over is None:
             continue
         try:
-            os.kill(int(pid), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
         array[slot * _FIELDS] = 0.0
-        killed[int(index)] = over
+        killed[index] = over
     return killed
 
 
